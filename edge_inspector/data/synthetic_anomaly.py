@@ -1,0 +1,89 @@
+"""Synthetic anomalies for training (DRAEM / MemSeg style), deterministic under a seed.
+
+A Perlin-noise mask, optionally kept within the part's foreground, is filled from a texture
+source (another image, or a procedural texture) blended with factor beta in [0.15, 1].
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+BETA_RANGE = (0.15, 1.0)
+
+
+def perlin(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """2-D Perlin noise in about [-1, 1] with the given number of lattice cells per axis."""
+    h, w = shape
+    ch, cw = cells
+    angles = rng.uniform(0, 2 * np.pi, (ch + 1, cw + 1))
+    grads = np.stack([np.cos(angles), np.sin(angles)], -1)
+    y = np.linspace(0, ch, h, endpoint=False)
+    x = np.linspace(0, cw, w, endpoint=False)
+    yi, xi = np.floor(y).astype(int), np.floor(x).astype(int)
+    yf, xf = (y - yi)[:, None], (x - xi)[None, :]
+
+    def dot(dy: int, dx: int) -> np.ndarray:
+        g = grads[yi[:, None] + dy, xi[None, :] + dx]
+        return g[..., 0] * (yf - dy) + g[..., 1] * (xf - dx)
+
+    fade = lambda t: t * t * t * (t * (t * 6 - 15) + 10)  # noqa: E731 - Perlin's quintic
+    u, v = fade(xf), fade(yf)
+    top = dot(0, 0) * (1 - u) + dot(0, 1) * u
+    bottom = dot(1, 0) * (1 - u) + dot(1, 1) * u
+    return np.sqrt(2) * (top * (1 - v) + bottom * v)
+
+
+def perlin_mask(shape: tuple[int, int], rng: np.random.Generator, threshold: float = 0.5,
+                foreground: np.ndarray | None = None, min_pixels: int = 16) -> np.ndarray:
+    """A binary blob mask from thresholded Perlin noise at a random scale, within the foreground."""
+    for _ in range(20):  # redraw where the blob misses the foreground
+        cells = (2 ** int(rng.integers(0, 6)), 2 ** int(rng.integers(0, 6)))
+        noise = perlin(shape, cells, rng)
+        angle = float(rng.uniform(-90, 90))
+        rot = cv2.getRotationMatrix2D((shape[1] / 2, shape[0] / 2), angle, 1.0)
+        noise = cv2.warpAffine(noise.astype(np.float32), rot, (shape[1], shape[0]), borderMode=cv2.BORDER_REFLECT)
+        mask = noise > threshold
+        if foreground is not None:
+            mask &= foreground
+        if mask.sum() >= min_pixels:
+            return mask
+    return mask
+
+
+def procedural_texture(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random colourful texture (layered Perlin noise), uint8 BGR."""
+    layers = []
+    for _ in range(3):
+        n = sum(perlin(shape, (2**o, 2**o), rng) / 2**o for o in range(1, 6))
+        layers.append(n)
+    tex = np.stack(layers, -1)
+    tex = (tex - tex.min()) / (np.ptp(tex) + 1e-8)
+    return (tex * 255).astype(np.uint8)
+
+
+def shuffled_grid(source: np.ndarray, rng: np.random.Generator, grid: int = 8) -> np.ndarray:
+    """The source image cut into grid x grid tiles and shuffled: texture without its structure."""
+    h, w = source.shape[:2]
+    th, tw = h // grid, w // grid
+    tiles = [source[i * th : (i + 1) * th, j * tw : (j + 1) * tw] for i in range(grid) for j in range(grid)]
+    order = rng.permutation(len(tiles))
+    rows = [np.concatenate([tiles[order[i * grid + j]] for j in range(grid)], 1) for i in range(grid)]
+    return cv2.resize(np.concatenate(rows, 0), (w, h), interpolation=cv2.INTER_NEAREST)
+
+
+def add_anomaly(image: np.ndarray, rng: np.random.Generator, source: np.ndarray | None = None,
+                foreground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Paste a synthetic anomaly into a uint8 BGR image. Returns (new image, bool mask)."""
+    h, w = image.shape[:2]
+    mask = perlin_mask((h, w), rng, foreground=foreground)
+    if source is None:
+        texture = procedural_texture((h, w), rng)
+    else:
+        texture = shuffled_grid(cv2.resize(source, (w, h)), rng)
+    if texture.ndim == 2:
+        texture = cv2.cvtColor(texture, cv2.COLOR_GRAY2BGR)
+    beta = float(rng.uniform(*BETA_RANGE))  # opacity of the texture inside the mask
+    blended = (1 - beta) * image.astype(np.float32) + beta * texture.astype(np.float32)
+    out = np.where(mask[..., None], blended, image.astype(np.float32))
+    return np.clip(out, 0, 255).astype(np.uint8), mask

