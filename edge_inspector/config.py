@@ -192,7 +192,10 @@ def load_config(path: str | Path) -> StationConfig:
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
-            keys, line = _locate(node, tuple(err["loc"]))
+            loc = tuple(err["loc"])
+            if err["type"] == "union_tag_invalid":  # point at the `type:` / `kind:` key itself
+                loc += (str(err["ctx"]["discriminator"]).strip("'"),)
+            keys, line = _locate(node, loc)
             msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
             lines.append(f"{path}:{line or '?'}: {keys}: {msg}")
         raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,46 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edge_inspector.cli import PLANNED, main
+from edge_inspector.data.synthetic_product import write_product_set
+
+
+@pytest.mark.parametrize("verb", sorted(PLANNED))
+def test_unbuilt_verbs_say_so_and_fail(verb, capsys):
+    assert main([verb]) == 3
+    assert "not built yet" in capsys.readouterr().err
+
+
+def test_help_lists_every_verb(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert all(v in out for v in ["eval", *PLANNED])
+
+
+def test_eval_on_folder_with_corrupt_image_completes_and_names_it(tmp_path):
+    root = write_product_set(tmp_path / "set", normals=20, per_defect=3, size=64, seed=1)
+    bad = root / "good" / "part_9999.png"
+    bad.write_bytes(b"garbage, not an image")
+    out = tmp_path / "report.json"
+    # as a user runs it: a separate process, warnings on its stderr
+    run = subprocess.run([sys.executable, "-m", "edge_inspector", "eval", "--dataset", "folder", "--root", str(root),
+                          "--input-size", "64", "--bank-size", "500", "--quiet", "--out", str(out)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert f"skipping unreadable image {bad}" in run.stderr
+    assert "image AUROC" in run.stdout and "AUPRO" in run.stdout
+    report = json.loads(out.read_text())
+    assert set(report["metrics"]) >= {"image_auroc", "pixel_auroc", "pixel_ap", "aupro", "image_f1_max",
+                                      "false_reject_rate", "escape_rate"}
+    assert report["split"]["train_normal"] == 16  # 21 files listed, the corrupt one among them and report["version"]
+    assert report["ms_per_image"] > 0
+
+
+def test_eval_missing_root_is_one_line(tmp_path, capsys):
+    assert main(["eval", "--dataset", "folder", "--root", str(tmp_path / "none"), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(tmp_path / "none") in err[0]

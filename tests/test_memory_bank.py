@@ -1,0 +1,31 @@
+import pytest
+import torch
+
+from edge_inspector.model.memory_bank import CoresetSampler, RandomSampler, nearest
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 100, 1000])
+def test_nearest_matches_brute_force(chunk):
+    g = torch.Generator().manual_seed(0)
+    q, bank = torch.randn(50, 16, generator=g), torch.randn(300, 16, generator=g)
+    d, i = nearest(q, bank, chunk)
+    ref = torch.cdist(q, bank)
+    assert torch.equal(i, ref.argmin(1))
+    assert torch.allclose(d.sqrt(), ref.min(1).values, atol=1e-4)
+
+
+def test_random_sampler_is_a_deterministic_subset():
+    feats = torch.arange(200.0).view(100, 2)
+    a, b = RandomSampler(10, seed=1).run(feats), RandomSampler(10, seed=1).run(feats)
+    assert a.shape == (10, 2) and torch.equal(a, b)
+    assert all((feats == row).all(1).any() for row in a)
+
+
+def test_coreset_covers_every_cluster():
+    g = torch.Generator().manual_seed(0)
+    centres = torch.tensor([[0.0, 0], [50, 0], [0, 50], [50, 50]])
+    # one big cluster and three small ones: random picks miss small clusters, k-center does not
+    sizes = [1000, 5, 5, 5]
+    feats = torch.cat([c + torch.randn(n, 2, generator=g) for c, n in zip(centres, sizes)])
+    picked = CoresetSampler(4, seed=0).run(feats)
+    assert torch.cdist(centres, picked).min(1).values.max() < 5

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+from edge_inspector.data import load_split
+from edge_inspector.data.sample import Sample
+from edge_inspector.data.split import protocol_split, split_with_test_set
+
+
+def normals(n):
+    return [Sample(Path(f"good/img_{i:03d}.png"), None, 0, "good") for i in range(n)]
+
+
+def anomalies(kind, n):
+    return [Sample(Path(f"{kind}/{kind}_{i:03d}.png"), None, 1, kind) for i in range(n)]
+
+
+def test_every_fifth_normal_goes_to_test_in_name_order():
+    pool = list(reversed(normals(12)))  # order of arrival must not matter
+    split = protocol_split(pool, [])
+    assert [s.image.name for s in split.test_normal] == ["img_000.png", "img_005.png", "img_010.png"]
+    assert len(split.train_normal) == 9
+    assert not set(split.train_normal) & set(split.test_normal)
+
+
+def test_few_shot_is_first_two_of_each_type_capped_at_ten():
+    pool = anomalies("a", 5) + anomalies("b", 1) + anomalies("c", 3)
+    split = protocol_split(normals(5), pool)
+    assert [s.image.name for s in split.few_shot] == ["a_000.png", "a_001.png", "b_000.png", "c_000.png", "c_001.png"]
+    assert len(split.test_anomalous) == 9 - 5
+    many = [s for k in "abcdefgh" for s in anomalies(k, 3)]
+    assert len(protocol_split(normals(5), many).few_shot) == 10
+
+
+def test_layout_with_own_test_set_takes_few_shot_from_it():
+    test = normals(4) + anomalies("x", 4)
+    split = split_with_test_set(normals(7), test)
+    assert len(split.train_normal) == 7
+    assert len(split.few_shot) == 2 and len(split.test_anomalous) == 2 and len(split.test_normal) == 4
+
+
+def test_magnetic_tile_split_matches_protocol(magnetic_tile):
+    split = load_split("magnetic-tile", magnetic_tile)
+    assert split.sizes() == {"train_normal": 761, "few_shot": 10, "test_normal": 191, "test_anomalous": 382}
+    assert all(s.mask is not None and s.mask.is_file() for s in split.few_shot + split.test_anomalous)
+    assert {s.defect_type for s in split.few_shot} == {"blowhole", "break", "crack", "fray", "uneven"}

@@ -1,0 +1,39 @@
+import numpy as np
+
+from edge_inspector.data.synthetic_anomaly import add_anomaly, perlin
+
+
+def image():
+    rng = np.random.default_rng(5)
+    return rng.integers(90, 160, (96, 96, 3)).astype(np.uint8)
+
+
+def test_deterministic_under_seed():
+    a = add_anomaly(image(), np.random.default_rng(7))
+    b = add_anomaly(image(), np.random.default_rng(7))
+    c = add_anomaly(image(), np.random.default_rng(8))
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert not np.array_equal(a[1], c[1])
+
+
+def test_changes_only_inside_the_mask_and_mask_is_nonempty():
+    src = image()
+    for seed in range(5):
+        out, mask = add_anomaly(src, np.random.default_rng(seed), source=np.zeros((50, 70), np.uint8))
+        assert mask.any()
+        assert np.array_equal(out[~mask], src[~mask])
+        assert not np.array_equal(out[mask], src[mask])
+
+
+def test_mask_stays_within_foreground():
+    fg = np.zeros((96, 96), bool)
+    fg[20:70, 30:80] = True
+    for seed in range(5):
+        _, mask = add_anomaly(image(), np.random.default_rng(seed), foreground=fg)
+        assert mask.any() and not (mask & ~fg).any()
+
+
+def test_perlin_range_and_shape():
+    n = perlin((64, 48), (4, 2), np.random.default_rng(0))
+    assert n.shape == (64, 48)
+    assert np.abs(n).max() <= 1.0 + 1e-6 and n.std() > 0.05
