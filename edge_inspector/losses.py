@@ -1,0 +1,23 @@
+"""Segmentation and adversarial losses for training the mask generator."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0) -> torch.Tensor:
+    """Binary focal loss (Lin et al.): down-weights the easy pixels, i.e. almost all normal ones."""
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = torch.exp(-bce)
+    return ((1 - p_t) ** gamma * bce).mean()
+
+
+def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """Soft Dice over the whole batch (so that all-normal images do not make it undefined)."""
+    inter = (prob * target).sum()
+    return 1 - (2 * inter + eps) / (prob.sum() + target.sum() + eps)
+
+
+def adversarial_loss(logits: torch.Tensor, real: bool) -> torch.Tensor:
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))

@@ -1,0 +1,135 @@
+"""KMDGAN's generator: image -> anomaly mask end to end, with its memory of normal features.
+
+backbone (frozen, strides 4/8/16, 3x3-pooled) -> memory feature matching at the matched strides
+-> projection -> cross-scale fusion -> U-Net decoder (to stride 2) gated by the memory-distance
+map -> edge-context hybrid -> mask head, its logits upsampled to full resolution.
+
+The memory banks are forward() arguments, not weights, so a recalibrated bank can be swapped
+in without touching the network (and exported graphs take them as inputs).
+Image score: the mean of the top-k mask probabilities plus the largest memory distance, each
+standardised by its level on held-out training normals (the learned mask ranks defects it has
+learned; the memory distance keeps ranking the kinds it has never seen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.kmdgan_modules import (AnomalyMapModulation, CrossScaleFusion, EdgeContextHybrid,
+                                                 MemoryFeatureMatching, conv_bn_relu, match_memory)
+
+STRIDES = (4, 8, 16)
+PROJECTED = {4: 32, 8: 64, 16: 96}  # channels after projection, per stride
+DECODER = {8: 64, 4: 48, 2: 24}  # decoder channels, per output stride
+
+
+@dataclass
+class KMDGANArchitecture:
+    """What defines the network's shape; stored in the artefact and checked on load."""
+
+    match_strides: list[int] = field(default_factory=lambda: [8, 16])
+    memory_matching: bool = True
+    cross_scale_fusion: bool = True
+    map_modulation: bool = True
+    edge_context: bool = True
+    pool: int = 3
+    top_k: int = 100
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class KMDGANGenerator(nn.Module):
+    def __init__(self, arch: KMDGANArchitecture, backbone: EfficientNetLite0Features):
+        super().__init__()
+        self.arch = arch
+        self.backbone = backbone
+        self.matched = [s for s in arch.match_strides if arch.memory_matching]
+        self.matching = MemoryFeatureMatching()
+        dims = dict(zip(STRIDES, backbone.channels))
+        self.proj = nn.ModuleList(
+            conv_bn_relu(dims[s] * (3 if s in self.matched else 1), PROJECTED[s], k=1) for s in STRIDES
+        )
+        self.fusion = CrossScaleFusion([PROJECTED[s] for s in STRIDES]) if arch.cross_scale_fusion else None
+        self.up8 = conv_bn_relu(PROJECTED[16] + PROJECTED[8], DECODER[8])
+        self.up4 = conv_bn_relu(DECODER[8] + PROJECTED[4], DECODER[4])
+        self.up2 = conv_bn_relu(DECODER[4], DECODER[2])
+        modulate = arch.map_modulation and bool(self.matched)
+        self.modulation = nn.ModuleDict(
+            {str(s): AnomalyMapModulation(c) for s, c in ((16, PROJECTED[16]), (8, DECODER[8]), (4, DECODER[4]))}
+        ) if modulate else None
+        self.hybrid = EdgeContextHybrid(DECODER[2], DECODER[4]) if arch.edge_context else None
+        self.head = nn.Conv2d(DECODER[2], 1, 3, padding=1)
+        # levels measured on held-out training normals when the model is fitted
+        self.register_buffer("distance_scale", torch.ones(len(self.matched)))
+        self.register_buffer("score_center", torch.zeros(2))
+        self.register_buffer("score_scale", torch.ones(2))
+
+    def features(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Frozen backbone features at strides 4, 8, 16, locally pooled."""
+        with torch.no_grad():
+            p = self.arch.pool
+            return [F.avg_pool2d(f, p, stride=1, padding=p // 2, count_include_pad=False) for f in self.backbone(image)]
+
+    def match(self, feats: list[torch.Tensor], banks: list[torch.Tensor], exclude=None) -> list[torch.Tensor]:
+        """Nearest memory features for each matched stride."""
+        return [match_memory(feats[STRIDES.index(s)], bank, exclude=None if exclude is None else (exclude[0][i], exclude[1]))
+                for i, (s, bank) in enumerate(zip(self.matched, banks))]
+
+    def decode(self, image: torch.Tensor, feats: list[torch.Tensor], memories: list[torch.Tensor]
+               ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Mask logits (B, 1, H, W) and normalised distance maps, from features and their memories."""
+        xs, distances = [], []
+        for s, f, proj in zip(STRIDES, feats, self.proj):
+            if s in self.matched:
+                i = self.matched.index(s)
+                f, d = self.matching(f, memories[i])
+                distances.append(d / self.distance_scale[i])
+            xs.append(proj(f))
+        if self.fusion is not None:
+            xs = self.fusion(xs)
+        x4, x8, x16 = xs
+        gate = (lambda s, x: self.modulation[str(s)](x, distances[0])) if self.modulation is not None else (lambda s, x: x)
+        z = gate(16, x16)
+        z = gate(8, self.up8(torch.cat([_up(z, x8), x8], 1)))
+        z4 = gate(4, self.up4(torch.cat([_up(z, x4), x4], 1)))
+        z = self.up2(_up(z4, scale=2))
+        if self.hybrid is not None:
+            z = self.hybrid(z, image, z4)
+        # the head works at stride 2 and its logits are upsampled: full-resolution layers cost 4x
+        # as much and would not let the fast profile train on a 2-core CPU in its budget
+        return _up(self.head(z), size=image.shape[-2:]), distances
+
+    def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
+        """(B, parts): the top-k mean of the mask and, with memory, the largest memory distance."""
+        k = min(self.arch.top_k, prob[0].numel())
+        parts = [prob.flatten(1).topk(k, dim=1).values.mean(1)]
+        if distances:
+            parts.append(distances[0].flatten(1).amax(1))
+        return torch.stack(parts, 1)
+
+    def score(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
+        """Image score: the sum of the parts, each standardised by its level on held-out normals."""
+        s = self.score_parts(prob, distances)
+        n = s.shape[1]
+        return ((s - self.score_center[:n]) / self.score_scale[:n]).sum(1)
+
+    def forward(self, image: torch.Tensor, *banks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anomaly map (B, H, W) in [0, 1] and image score (B,). banks: one per matched stride."""
+        feats = self.features(image)
+        logits, distances = self.decode(image, feats, self.match(feats, list(banks)))
+        prob = torch.sigmoid(logits)
+        return prob[:, 0], self.score(prob, distances)
+
+
+def _up(x: torch.Tensor, like: torch.Tensor | None = None, scale: int | None = None, size=None) -> torch.Tensor:
+    if like is not None:
+        size = like.shape[-2:]
+    if scale is not None:
+        size = (x.shape[-2] * scale, x.shape[-1] * scale)
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)

@@ -1,0 +1,161 @@
+"""KMDGAN's building blocks, each a small nn.Module that works on its own (and is tested so)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_inspector.model.memory_bank import DEFAULT_CHUNK, nearest
+
+
+def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, k, padding=dilation * (k // 2), dilation=dilation, bias=False),
+        nn.BatchNorm2d(cout),
+        nn.ReLU(inplace=True),
+    )
+
+
+def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int = DEFAULT_CHUNK,
+                 exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    """The nearest bank entry of every location of f (B, C, h, w), returned as (B, C, h, w).
+
+    exclude: (owner id of each bank row, owner id of each batch item); a training image must not
+    find itself in the bank, or it learns from distances of zero it never sees in service.
+    """
+    b, c, h, w = f.shape
+    q = f.permute(0, 2, 3, 1).reshape(-1, c)
+    if exclude is None:
+        _, idx = nearest(q, bank, chunk)
+    else:
+        owners, items = exclude
+        q_owner = items.repeat_interleave(h * w)
+        idx = _nearest_excluding(q, bank, owners, q_owner, chunk)
+    return bank[idx].view(b, h, w, c).permute(0, 3, 1, 2)
+
+
+def _nearest_excluding(q, bank, owners, q_owner, chunk):
+    best_d = torch.full((q.shape[0],), float("inf"))
+    best_i = torch.zeros(q.shape[0], dtype=torch.long)
+    for start in range(0, bank.shape[0], chunk):
+        part = bank[start : start + chunk]
+        d = torch.addmm((part * part).sum(1)[None, :], q, part.T, alpha=-2.0)
+        d = d.masked_fill(owners[start : start + chunk][None, :] == q_owner[:, None], float("inf"))
+        d_min, i_min = d.min(1)
+        better = d_min < best_d
+        best_d = torch.where(better, d_min, best_d)
+        best_i = torch.where(better, i_min + start, best_i)
+    return best_i
+
+
+class MemoryFeatureMatching(nn.Module):
+    """Input features against the memory of normal features: [f, ReLU(f - m), ReLU(m - f)] and |f - m|."""
+
+    def forward(self, f: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        diff = f - m
+        distance = diff.pow(2).sum(1, keepdim=True).clamp_min(1e-12).sqrt()
+        return torch.cat([f, F.relu(diff), F.relu(-diff)], 1), distance
+
+
+class ChannelAttention(nn.Module):
+    def __init__(self, ch: int, reduction: int = 4):
+        super().__init__()
+        self.fc = nn.Sequential(nn.Conv2d(ch, ch // reduction, 1), nn.ReLU(inplace=True), nn.Conv2d(ch // reduction, ch, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(self.fc(x.mean((2, 3), keepdim=True)))
+
+
+class CoordinateAttention(nn.Module):
+    """Hou et al. 2021: attention along rows and along columns, keeping position."""
+
+    def __init__(self, ch: int, reduction: int = 4):
+        super().__init__()
+        mid = max(8, ch // reduction)
+        self.shared = conv_bn_relu(ch, mid, k=1)
+        self.to_h = nn.Conv2d(mid, ch, 1)
+        self.to_w = nn.Conv2d(mid, ch, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pooled = torch.cat([x.mean(3, keepdim=True), x.mean(2, keepdim=True).transpose(2, 3)], 2)
+        y = self.shared(pooled)
+        yh, yw = y[:, :, :h], y[:, :, h:].transpose(2, 3)
+        return x * torch.sigmoid(self.to_h(yh)) * torch.sigmoid(self.to_w(yw))
+
+
+class CrossScaleFusion(nn.Module):
+    """Each scale takes the others resized onto its grid; channel + coordinate attention keep what
+    is new to it (the residual), so that scales stop repeating each other."""
+
+    def __init__(self, channels: list[int]):
+        super().__init__()
+        total = sum(channels)
+        self.mix = nn.ModuleList(conv_bn_relu(total, c, k=1) for c in channels)
+        self.channel = nn.ModuleList(ChannelAttention(c) for c in channels)
+        self.coord = nn.ModuleList(CoordinateAttention(c) for c in channels)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        out = []
+        for i, x in enumerate(xs):
+            size = x.shape[-2:]
+            gathered = [y if y.shape[-2:] == size else F.interpolate(y, size=size, mode="bilinear", align_corners=False) for y in xs]
+            y = self.mix[i](torch.cat(gathered, 1))
+            out.append(x + self.coord[i](self.channel[i](y)))
+        return out
+
+
+class AnomalyMapModulation(nn.Module):
+    """The memory-distance map gates decoder features: x * (1 + sigmoid(g(d))), per channel.
+
+    The distance arrives normalised by its level on held-out normals, so 1 means 'as far from
+    memory as a normal part's worst spot'.
+    """
+
+    def __init__(self, ch: int):
+        super().__init__()
+        self.gate = nn.Sequential(nn.Conv2d(1, ch, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(ch, ch, 1))
+
+    def forward(self, x: torch.Tensor, distance: torch.Tensor) -> torch.Tensor:
+        if distance.shape[-2:] != x.shape[-2:]:
+            distance = F.interpolate(distance, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return x * (1 + torch.sigmoid(self.gate(distance)))
+
+
+class EdgeContextHybrid(nn.Module):
+    """Edge branch (fixed Sobel filters on the image, plus a learned conv) and context branch
+    (dilated convolutions on coarse features), merged before the mask head."""
+
+    def __init__(self, ch: int, context_ch: int):
+        super().__init__()
+        sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+        self.register_buffer("sobel", torch.stack([sobel, sobel.T])[:, None])
+        self.edge = conv_bn_relu(ch + 2, ch)
+        self.context = nn.Sequential(conv_bn_relu(context_ch, ch, dilation=2), conv_bn_relu(ch, ch, dilation=4))
+        self.merge = conv_bn_relu(3 * ch, ch, k=1)
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        gray = image.mean(1, keepdim=True)
+        if gray.shape[-2:] != x.shape[-2:]:
+            gray = F.interpolate(gray, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        edges = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), self.sobel)
+        e = self.edge(torch.cat([x, edges], 1))
+        c = F.interpolate(self.context(coarse), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return self.merge(torch.cat([e, c, x], 1))
+
+
+class PatchDiscriminator(nn.Module):
+    """Judges (image, mask) pairs patch-wise: one real/fake logit per 8x8-pixel-stride patch."""
+
+    def __init__(self, ch: int = 32):
+        super().__init__()
+        layers, cin = [], 2  # grayscale image + mask
+        for cout in (ch, 2 * ch, 4 * ch):
+            layers += [nn.Conv2d(cin, cout, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True)]
+            cin = cout
+        layers.append(nn.Conv2d(cin, 1, 3, padding=1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.net(torch.cat([image.mean(1, keepdim=True) * 2 - 1, mask * 2 - 1], 1))

@@ -1,0 +1,280 @@
+"""Training KMDGAN: normals, synthetic anomalies and at most 10 real anomalies (the few-shot part).
+
+What never changes is computed once: the frozen backbone features of the training normals, the
+memory banks, and each normal's nearest memory features (its own image left out of the search).
+Each iteration then mixes cached normals, synthetic anomalies pasted onto normals (their features
+recomputed) and augmented real anomalies. The operating threshold comes from held-out training
+normals, never from the test part.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge_inspector.artefact import LoadedModel, load_artefact, save_artefact
+from edge_inspector.config import KMDGANModelConfig
+from edge_inspector.data.loader import iter_batches
+from edge_inspector.data.sample import Split
+from edge_inspector.data.synthetic_anomaly import add_anomaly, procedural_texture
+from edge_inspector.errors import UserError
+from edge_inspector.imageio import to_tensor_layout
+from edge_inspector.losses import adversarial_loss, dice_loss, focal_loss
+from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.kmdgan_modules import PatchDiscriminator
+from edge_inspector.model.memory_bank import RandomSampler
+from edge_inspector.threshold import split_holdout, threshold_from_normals
+
+log = logging.getLogger(__name__)
+
+PROFILES = {
+    # fast: a 2-core CPU in minutes; full: a GPU
+    "fast": {"iterations": 500, "batch_size": 8},
+    "full": {"iterations": 4000, "batch_size": 16},
+}
+LR, D_LR = 2e-3, 2e-4
+CHECKPOINT_EVERY = 50  # iterations
+TEXTURE_POOL = 16
+
+
+@dataclass
+class Pool:
+    """Training items whose features never change, computed once."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8 BGR
+    masks: np.ndarray  # (N, S, S) bool
+    feats: list[torch.Tensor]  # per stride (N, C, h, w), float16
+    memories: list[torch.Tensor]  # per matched stride: nearest memory features (own image left out)
+
+
+@dataclass
+class Banks:
+    banks: list[torch.Tensor]  # per matched stride (M, C)
+    owners: list[torch.Tensor]  # index of the normal image each bank row came from
+
+
+def architecture_of(cfg: KMDGANModelConfig) -> KMDGANArchitecture:
+    m = cfg.modules
+    return KMDGANArchitecture(match_strides=sorted(cfg.match_strides), memory_matching=m.memory_matching,
+                              cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
+                              edge_context=m.edge_context)
+
+
+def _read_all(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
+    images, masks = [], []
+    for batch in iter_batches(samples, size, 16):
+        images.append((batch.images.transpose(0, 2, 3, 1)[..., ::-1] * 255).round().astype(np.uint8))
+        masks.append(batch.masks)
+    if not images:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), bool)
+    return np.concatenate(images), np.concatenate(masks)
+
+
+def _tensor(images_bgr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(to_tensor_layout(list(images_bgr)))
+
+
+def _features(model: KMDGANGenerator, images: np.ndarray, progress: bool, desc: str) -> list[torch.Tensor]:
+    feats: list[list[torch.Tensor]] = [[] for _ in STRIDES]
+    for start in tqdm(range(0, len(images), 16), desc=desc, disable=not progress):
+        for i, f in enumerate(model.features(_tensor(images[start : start + 16]))):
+            feats[i].append(f.half())
+    return [torch.cat(f) for f in feats]
+
+
+def build_banks(model: KMDGANGenerator, feats: list[torch.Tensor], bank_size: int, seed: int) -> Banks:
+    banks, owners = [], []
+    for s in model.matched:
+        f = feats[STRIDES.index(s)]
+        n, c, h, w = f.shape
+        flat = f.permute(0, 2, 3, 1).reshape(-1, c)
+        keep = RandomSampler(bank_size, seed).indices(flat.shape[0])
+        banks.append(flat[keep].float().contiguous())
+        owners.append(keep // (h * w))
+    return Banks(banks, owners)
+
+
+def _memories(model: KMDGANGenerator, feats: list[torch.Tensor], banks: Banks, item_owners: torch.Tensor) -> list[torch.Tensor]:
+    out = []
+    for start in range(0, len(item_owners), 16):
+        items = slice(start, start + 16)
+        out.append([m.half() for m in model.match([f[items].float() for f in feats], banks.banks,
+                                                  exclude=(banks.owners, item_owners[items]))])
+    return [torch.cat([m[i] for m in out]) for i in range(len(model.matched))] if model.matched else []
+
+
+def build_pool(model: KMDGANGenerator, images: np.ndarray, masks: np.ndarray, banks: Banks | None,
+               item_owners: torch.Tensor, progress: bool, desc: str, feats: list[torch.Tensor] | None = None) -> Pool:
+    feats = feats if feats is not None else _features(model, images, progress, desc)
+    memories = _memories(model, feats, banks, item_owners) if banks is not None else []
+    return Pool(images, masks, feats, memories)
+
+
+def flips(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image and mask as is, mirrored left-right, upside down, and both."""
+    variants = [(images, masks), (images[:, :, ::-1], masks[:, :, ::-1]), (images[:, ::-1], masks[:, ::-1]),
+                (images[:, ::-1, ::-1], masks[:, ::-1, ::-1])]
+    return (np.ascontiguousarray(np.concatenate([v[0] for v in variants])),
+            np.ascontiguousarray(np.concatenate([v[1] for v in variants])))
+
+
+def set_distance_scale(model: KMDGANGenerator, normals: Pool) -> None:
+    """Normalise each memory distance by its typical worst spot on a training normal."""
+    for i, s in enumerate(model.matched):
+        f, m = normals.feats[STRIDES.index(s)].float(), normals.memories[i].float()
+        worst = (f - m).pow(2).sum(1).sqrt().flatten(1).amax(1)
+        model.distance_scale[i] = worst.mean().clamp_min(1e-6)
+
+
+class BatchMaker:
+    """Mixes cached normals, cached real anomalies (flipped) and fresh synthetic anomalies."""
+
+    def __init__(self, model: KMDGANGenerator, normals: Pool, few: Pool, banks: Banks, batch_size: int,
+                 rng: np.random.Generator):
+        self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
+        self.n_few = min(2 if batch_size >= 4 else 1, len(few.images))
+        self.n_syn = (batch_size - self.n_few) // 2
+        self.n_normal = batch_size - self.n_few - self.n_syn
+        size = normals.images.shape[1]
+        self.textures = [procedural_texture((size, size), rng) for _ in range(TEXTURE_POOL)]
+
+    def _synthetic(self) -> Pool:
+        rng, n = self.rng, len(self.normals.images)
+        images, masks, owners = [], [], []
+        for j in rng.choice(n, self.n_syn):
+            if rng.random() < 0.5:
+                source = self.normals.images[rng.integers(n)]
+            else:
+                source = self.textures[rng.integers(TEXTURE_POOL)]
+            image, mask = add_anomaly(self.normals.images[j], rng, source=source)
+            images.append(image)
+            masks.append(mask)
+            owners.append(int(j))  # pasted onto normal j: j must not find itself in the bank
+        return build_pool(self.model, np.stack(images), np.stack(masks), self.banks if self.model.matched else None,
+                          torch.tensor(owners), False, "")
+
+    def __call__(self) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        parts = [(self.normals, self.rng.choice(len(self.normals.images), self.n_normal))]
+        if self.n_few:
+            parts.append((self.few, self.rng.choice(len(self.few.images), self.n_few, replace=False)))
+        if self.n_syn:
+            syn = self._synthetic()
+            parts.append((syn, np.arange(self.n_syn)))
+        image = torch.cat([_tensor(p.images[i]) for p, i in parts])
+        feats = [torch.cat([p.feats[k][torch.from_numpy(i)].float() for p, i in parts]) for k in range(len(STRIDES))]
+        mems = [torch.cat([p.memories[k][torch.from_numpy(i)].float() for p, i in parts])
+                for k in range(len(self.model.matched))]
+        target = torch.from_numpy(np.concatenate([p.masks[i] for p, i in parts]).astype(np.float32))[:, None]
+        return image, feats, mems, target
+
+
+def _save_checkpoint(path: Path, it: int, model, disc, opt_g, opt_d, sched, rng: np.random.Generator) -> None:
+    state = {"iteration": it, "generator": model.state_dict(), "discriminator": disc.state_dict() if disc else {},
+             "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict() if opt_d else {}, "sched": sched.state_dict(),
+             "torch_rng": torch.get_rng_state(), "numpy_rng": rng.bit_generator.state}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_reject_rate: float = 0.01,
+                 seed: int = 0, resume: bool = False, progress: bool = True) -> LoadedModel:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    profile = PROFILES[cfg.profile]
+    iterations = cfg.iterations or profile["iterations"]
+    batch_size = cfg.batch_size or profile["batch_size"]
+    size = cfg.input_size
+    started = time.perf_counter()
+    model = KMDGANGenerator(architecture_of(cfg), EfficientNetLite0Features(STRIDES, cfg.backbone.weights))
+    fit_part, holdout = split_holdout(split.train_normal)
+    images, _ = _read_all(fit_part, size)
+    if len(images) < 2:
+        raise UserError("training needs at least 2 readable training normals")
+    few_images, few_masks = flips(*_read_all(split.few_shot, size))
+    feats = _features(model, images, progress, "features")
+    banks = build_banks(model, feats, cfg.bank_size, seed) if model.matched else Banks([], [])
+    normals = build_pool(model, images, np.zeros(images.shape[:3], bool), banks if model.matched else None,
+                         torch.arange(len(images)), progress, "", feats=feats)
+    few = build_pool(model, few_images, few_masks, banks if model.matched else None,
+                     torch.full((len(few_images),), -1), progress, "few-shot")  # -1: not a bank image
+    set_distance_scale(model, normals)
+    disc = PatchDiscriminator() if cfg.modules.adversarial else None
+    trainable = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    opt_g = torch.optim.AdamW(trainable, lr=LR, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, max_lr=LR, total_steps=iterations, pct_start=0.1)
+    opt_d = torch.optim.Adam(disc.parameters(), lr=D_LR, betas=(0.5, 0.999)) if disc else None
+    checkpoint = Path(str(out) + ".ckpt")
+    # made before a resume restores the random state, as in the uninterrupted run
+    make_batch = BatchMaker(model, normals, few, banks, batch_size, rng)
+    start_it = 0
+    if resume and checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["generator"])
+        opt_g.load_state_dict(state["opt_g"])
+        sched.load_state_dict(state["sched"])
+        if disc:
+            disc.load_state_dict(state["discriminator"])
+            opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["torch_rng"])
+        rng.bit_generator.state = state["numpy_rng"]
+        start_it = int(state["iteration"])
+        log.info("resumed from %s at iteration %d", checkpoint, start_it)
+    model.train()
+    bar = tqdm(range(start_it, iterations), desc="train", disable=not progress, initial=start_it, total=iterations)
+    for it in bar:
+        image, feats, mems, target = make_batch()
+        logits, _ = model.decode(image, feats, mems)
+        prob = torch.sigmoid(logits)
+        seg = focal_loss(logits, target) + dice_loss(prob, target)
+        loss = seg
+        if disc is not None:
+            loss = loss + cfg.adversarial_weight * adversarial_loss(disc(image, prob), real=True)
+        opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        opt_g.step()
+        sched.step()
+        if disc is not None:
+            d_loss = adversarial_loss(disc(image, target), True) + adversarial_loss(disc(image, prob.detach()), False)
+            opt_d.zero_grad(set_to_none=True)
+            d_loss.backward()
+            opt_d.step()
+        bar.set_postfix(seg=f"{seg.item():.3f}", loss=f"{loss.item():.3f}")
+        if (it + 1) % CHECKPOINT_EVERY == 0 and it + 1 < iterations:
+            _save_checkpoint(checkpoint, it + 1, model, disc, opt_g, opt_d, sched, rng)
+    model.eval()
+    threshold = calibrate_scores(model, banks.banks, holdout, size, target_false_reject_rate)
+    training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
+                "train_normals": len(images), "few_shot": len(split.few_shot), "held_out_normals": len(holdout),
+                "bank_size": cfg.bank_size, "adversarial": cfg.modules.adversarial,
+                "adversarial_weight": cfg.adversarial_weight, "seconds": round(time.perf_counter() - started, 1)}
+    save_artefact(out, model, banks.banks, threshold, size, training)
+    checkpoint.unlink(missing_ok=True)
+    log.info("model written to %s (threshold %.4f, %.0f s)", out, threshold, training["seconds"])
+    return load_artefact(out)
+
+
+@torch.no_grad()
+def calibrate_scores(model: KMDGANGenerator, banks, holdout, size: int, target_false_reject_rate: float) -> float:
+    """Standardise the score parts on held-out normals, then choose the threshold on them."""
+    parts = []
+    for batch in iter_batches(holdout, size, 8):
+        image = torch.from_numpy(batch.images)
+        feats = model.features(image)
+        logits, distances = model.decode(image, feats, model.match(feats, banks))
+        parts.append(model.score_parts(torch.sigmoid(logits), distances))
+    if not parts:
+        raise UserError("no readable held-out training normals to choose the threshold from")
+    parts = torch.cat(parts)
+    n = parts.shape[1]
+    model.score_center[:n] = parts.median(0).values
+    model.score_scale[:n] = parts.std(0).clamp_min(1e-6) if len(parts) > 1 else 1.0
+    scores = ((parts - model.score_center[:n]) / model.score_scale[:n]).sum(1)
+    return threshold_from_normals(scores.numpy(), target_false_reject_rate)

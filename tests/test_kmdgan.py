@@ -1,0 +1,146 @@
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from edge_inspector import train as train_module
+from edge_inspector.artefact import load_artefact
+from edge_inspector.config import KMDGANModelConfig
+from edge_inspector.data import load_split
+from edge_inspector.errors import UserError
+from edge_inspector.evaluate import evaluate
+from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.train import train_kmdgan
+
+SWITCHES = ["memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return EfficientNetLite0Features(STRIDES)
+
+
+@pytest.mark.parametrize("off", [()] + [(s,) for s in SWITCHES] + [tuple(SWITCHES)])
+def test_generator_shapes_and_gradients_with_each_part_off(backbone, off):
+    arch = KMDGANArchitecture(**{s: False for s in off})
+    model = KMDGANGenerator(arch, backbone)
+    image = torch.rand(2, 3, 64, 64)
+    banks = [torch.randn(50, backbone.channels[STRIDES.index(s)]) for s in model.matched]
+    feats = model.features(image)
+    logits, distances = model.decode(image, feats, model.match(feats, banks))
+    assert logits.shape == (2, 1, 64, 64)
+    assert len(distances) == (0 if "memory_matching" in off else 1 + 1)
+    logits.mean().backward()
+    trainable = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
+    assert all(p.grad is not None for p in trainable)
+    assert all(not p.requires_grad for p in model.backbone.parameters())
+    model.eval()
+    maps, scores = model(image, *banks)
+    assert maps.shape == (2, 64, 64) and scores.shape == (2,)
+    assert ((maps >= 0) & (maps <= 1)).all()
+
+
+def small_config(**kw):
+    base = dict(kind="kmdgan", input_size=128, bank_size=2000, iterations=40, batch_size=6)
+    return KMDGANModelConfig(**{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def trained(product_set, tmp_path_factory):
+    split = load_split("folder", product_set)
+    out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return split, train_kmdgan(split, small_config(), out, target_false_reject_rate=0.1, seed=1, progress=False)
+
+
+def test_tiny_train_then_infer_reaches_stated_metric(trained):
+    split, model = trained
+
+    def predict(images):
+        maps, scores = model(torch.from_numpy(images))
+        return maps.numpy(), scores.numpy()
+
+    result = evaluate(predict, split, 128, model.threshold, batch_size=4, progress=False)
+    m = result["metrics"]
+    # the stated bar for 40 iterations on the project's synthetic product set
+    assert m["image_auroc"] >= 0.9, m
+    assert m["pixel_auroc"] >= 0.9, m
+
+
+def test_artefact_round_trip_gives_identical_outputs(trained):
+    _, model = trained
+    again = load_artefact(model.path)
+    image = torch.rand(2, 3, 128, 128)
+    a, b = model(image), again(image)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert again.meta["architecture"]["memory_matching"] is True
+    assert again.meta["input_size"] == 128 and again.meta["normalisation"]["mean"] == 0.5
+    assert again.meta["training"]["few_shot"] == 6 and np.isfinite(again.threshold)
+
+
+def test_corrupt_artefacts_are_refused_with_one_line(trained, tmp_path):
+    _, model = trained
+    data = model.path.read_bytes()
+    cases = {
+        "truncated": data[: len(data) // 2],
+        "flipped": data[:-100] + bytes([data[-100] ^ 0xFF]) + data[-99:],
+        "garbage": b"not an artefact at all",
+    }
+    for name, blob in cases.items():
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(blob)
+        with pytest.raises(UserError) as info:
+            load_artefact(path)
+        assert str(path) in str(info.value) and "\n" not in str(info.value), name
+    with pytest.raises(UserError, match="not found"):
+        load_artefact(tmp_path / "absent.safetensors")
+
+
+def test_artefact_with_mismatched_architecture_is_refused(trained, tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from edge_inspector.artefact import _digest
+
+    _, model = trained
+    with safe_open(str(model.path), framework="pt") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        header = fh.metadata()
+    meta = json.loads(header["metadata"])
+    meta["architecture"]["edge_context"] = False  # claims a shape the weights do not have
+    meta["sha256"] = _digest(tensors)
+    path = tmp_path / "mismatch.safetensors"
+    save_file(tensors, str(path), metadata={"format": header["format"], "metadata": json.dumps(meta)})
+    with pytest.raises(UserError, match="do not fit the architecture"):
+        load_artefact(path)
+
+
+def test_training_is_deterministic_and_resumable(product_set, tmp_path, monkeypatch):
+    split = load_split("folder", product_set)
+    split.train_normal = split.train_normal[:12]
+    cfg = small_config(input_size=64, bank_size=300, iterations=6, batch_size=4)
+    full = train_kmdgan(split, cfg, tmp_path / "full.safetensors", seed=2, progress=False)
+
+    # interrupt a second run after its checkpoint at iteration 3, then resume it
+    monkeypatch.setattr(train_module, "CHECKPOINT_EVERY", 3)
+    calls = itertools.count()
+    real_focal = train_module.focal_loss
+
+    def interrupted(*a, **k):
+        if next(calls) == 4:
+            raise KeyboardInterrupt
+        return real_focal(*a, **k)
+
+    monkeypatch.setattr(train_module, "focal_loss", interrupted)
+    out = tmp_path / "resumed.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train_kmdgan(split, cfg, out, seed=2, progress=False)
+    assert (tmp_path / "resumed.safetensors.ckpt").is_file() and not out.exists()
+    monkeypatch.setattr(train_module, "focal_loss", real_focal)
+    resumed = train_kmdgan(split, cfg, out, seed=2, resume=True, progress=False)
+    a, b = full.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+    assert not (tmp_path / "resumed.safetensors.ckpt").exists()
