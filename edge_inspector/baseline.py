@@ -30,13 +30,13 @@ def patch_distances(model: MemoryBankScorer, samples, size: int, batch_size: int
     return torch.cat(out) if out else torch.zeros(0, 1)
 
 
-def choose_score_mode(normal: torch.Tensor, anomalous: torch.Tensor) -> tuple[str, dict[str, float]]:
+def choose_score_mode(normal: torch.Tensor, anomalous: torch.Tensor | None) -> tuple[str, dict[str, float]]:
     """The aggregation that best separates held-out training normals from the few-shot anomalies.
 
     Both come from the training part: the bank holds neither, so this is a fair validation.
     Without anomalies the maximum is kept (PatchCore's choice).
     """
-    if len(normal) == 0 or len(anomalous) == 0:
+    if anomalous is None or len(normal) == 0 or len(anomalous) == 0:
         return "max", {}
     labels = [0] * len(normal) + [1] * len(anomalous)
     aucs = {m: round(roc_auc(labels, torch.cat([aggregate(normal, m), aggregate(anomalous, m)]).numpy()), 4)

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from edge_inspector.artefact import LoadedModel, load_artefact, save_artefact
+from edge_inspector.baseline import choose_score_mode
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
@@ -184,15 +185,21 @@ def _save_checkpoint(path: Path, it: int, model, disc, opt_g, opt_d, sched, rng:
     tmp.replace(path)
 
 
-def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_reject_rate: float = 0.01,
-                 seed: int = 0, resume: bool = False, progress: bool = True) -> LoadedModel:
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
-    profile = PROFILES[cfg.profile]
-    iterations = cfg.iterations or profile["iterations"]
-    batch_size = cfg.batch_size or profile["batch_size"]
-    size = cfg.input_size
+@dataclass
+class Prepared:
+    """Everything training needs that does not depend on the trainable network: shareable between
+    runs on the same split (the ablation benchmark trains every variant from one)."""
+
+    normals: Pool
+    few: Pool
+    banks: Banks
+    holdout: list
+    seconds: float
+
+
+def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool = True) -> Prepared:
     started = time.perf_counter()
+    size = cfg.input_size
     model = KMDGANGenerator(architecture_of(cfg), EfficientNetLite0Features(STRIDES, cfg.backbone.weights))
     fit_part, holdout = split_holdout(split.train_normal)
     images, _ = _read_all(fit_part, size)
@@ -201,10 +208,34 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     few_images, few_masks = flips(*_read_all(split.few_shot, size))
     feats = _features(model, images, progress, "features")
     banks = build_banks(model, feats, cfg.bank_size, seed) if model.matched else Banks([], [])
-    normals = build_pool(model, images, np.zeros(images.shape[:3], bool), banks if model.matched else None,
-                         torch.arange(len(images)), progress, "", feats=feats)
-    few = build_pool(model, few_images, few_masks, banks if model.matched else None,
-                     torch.full((len(few_images),), -1), progress, "few-shot")  # -1: not a bank image
+    matched = banks if model.matched else None
+    normals = build_pool(model, images, np.zeros(images.shape[:3], bool), matched, torch.arange(len(images)),
+                         progress, "", feats=feats)
+    few = build_pool(model, few_images, few_masks, matched, torch.full((len(few_images),), -1),
+                     progress, "few-shot")  # -1: not a bank image, nothing to leave out
+    return Prepared(normals, few, banks, holdout, time.perf_counter() - started)
+
+
+def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_reject_rate: float = 0.01,
+                 seed: int = 0, resume: bool = False, progress: bool = True,
+                 prepared: Prepared | None = None) -> LoadedModel:
+    """Train and write the artefact to out. prepared: from prepare() on the same split, config and
+    seed (with memory matching on, it serves variants with it off too)."""
+    if prepared is None:
+        prepared = prepare(split, cfg, seed, progress)
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    profile = PROFILES[cfg.profile]
+    iterations = cfg.iterations or profile["iterations"]
+    batch_size = cfg.batch_size or profile["batch_size"]
+    size = cfg.input_size
+    model = KMDGANGenerator(architecture_of(cfg), EfficientNetLite0Features(STRIDES, cfg.backbone.weights))
+    normals, few, banks, holdout = prepared.normals, prepared.few, prepared.banks, prepared.holdout
+    if model.matched and len(banks.banks) != len(model.matched):
+        raise ValueError("prepared data has no memory banks for this model's matched strides")
+    if not model.matched:
+        banks = Banks([], [])
     set_distance_scale(model, normals)
     disc = PatchDiscriminator() if cfg.modules.adversarial else None
     trainable = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
@@ -250,11 +281,15 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
         if (it + 1) % CHECKPOINT_EVERY == 0 and it + 1 < iterations:
             _save_checkpoint(checkpoint, it + 1, model, disc, opt_g, opt_d, sched, rng)
     model.eval()
-    threshold = calibrate_scores(model, banks.banks, holdout, size, target_false_reject_rate)
+    threshold = calibrate_scores(model, banks.banks, holdout, split.few_shot, size, target_false_reject_rate)
     training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
-                "train_normals": len(images), "few_shot": len(split.few_shot), "held_out_normals": len(holdout),
+                "train_normals": len(normals.images), "few_shot": len(split.few_shot), "held_out_normals": len(holdout),
                 "bank_size": cfg.bank_size, "adversarial": cfg.modules.adversarial,
-                "adversarial_weight": cfg.adversarial_weight, "seconds": round(time.perf_counter() - started, 1)}
+                "adversarial_weight": cfg.adversarial_weight,
+                # what a standalone run costs: preparation (maybe shared) plus this run's own training
+                "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
+                "preparation_seconds": round(prepared.seconds, 1),
+                "distance_score_validation_auroc": getattr(model, "validation", {})}
     save_artefact(out, model, banks.banks, threshold, size, training)
     checkpoint.unlink(missing_ok=True)
     log.info("model written to %s (threshold %.4f, %.0f s)", out, threshold, training["seconds"])
@@ -262,17 +297,36 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
 
 
 @torch.no_grad()
-def calibrate_scores(model: KMDGANGenerator, banks, holdout, size: int, target_false_reject_rate: float) -> float:
-    """Standardise the score parts on held-out normals, then choose the threshold on them."""
-    parts = []
-    for batch in iter_batches(holdout, size, 8):
+def _outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Mask probabilities (N, H, W) and the first matched stride's distance maps (N, h*w) or None."""
+    probs, dists = [], []
+    for batch in iter_batches(samples, size, 8):
         image = torch.from_numpy(batch.images)
         feats = model.features(image)
         logits, distances = model.decode(image, feats, model.match(feats, banks))
-        parts.append(model.score_parts(torch.sigmoid(logits), distances))
-    if not parts:
+        probs.append(torch.sigmoid(logits))
+        if distances:
+            dists.append(distances[0].flatten(1))
+    if not probs:
+        return torch.zeros(0), None
+    return torch.cat(probs), torch.cat(dists) if dists else None
+
+
+@torch.no_grad()
+def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
+                     target_false_reject_rate: float) -> float:
+    """Choose the memory-distance aggregation (held-out normals vs the few-shot anomalies: the bank
+    holds neither, so this part of the score is fairly validated), standardise the score parts
+    on the held-out normals, and choose the threshold on them."""
+    prob, dist = _outputs(model, banks, holdout, size)
+    if not len(prob):
         raise UserError("no readable held-out training normals to choose the threshold from")
-    parts = torch.cat(parts)
+    if dist is not None:
+        _, few_dist = _outputs(model, banks, few_shot, size)
+        model.arch.distance_score, model.validation = choose_score_mode(dist, few_dist)
+        log.info("memory-distance score %s chosen on training data (AUROC held-out normals vs few-shot: %s)",
+                 model.arch.distance_score, model.validation)
+    parts = model.score_parts(prob, [dist.view(len(prob), 1, -1)] if dist is not None else [])
     n = parts.shape[1]
     model.score_center[:n] = parts.median(0).values
     model.score_scale[:n] = parts.std(0).clamp_min(1e-6) if len(parts) > 1 else 1.0

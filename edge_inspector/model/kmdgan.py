@@ -6,8 +6,9 @@ map -> edge-context hybrid -> mask head, its logits upsampled to full resolution
 
 The memory banks are forward() arguments, not weights, so a recalibrated bank can be swapped
 in without touching the network (and exported graphs take them as inputs).
-Image score: the mean of the top-k mask probabilities plus the largest memory distance, each
-standardised by its level on held-out training normals (the learned mask ranks defects it has
+Image score: the mean of the top-k mask probabilities plus the memory distance aggregated as the
+baseline does (max, top-10 mean or mean: chosen on training data), each standardised by its
+level on held-out training normals (the learned mask ranks defects it has
 learned; the memory distance keeps ranking the kinds it has never seen).
 """
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.memory_bank_scorer import aggregate
 from edge_inspector.model.kmdgan_modules import (AnomalyMapModulation, CrossScaleFusion, EdgeContextHybrid,
                                                  MemoryFeatureMatching, conv_bn_relu, match_memory)
 
@@ -39,6 +41,7 @@ class KMDGANArchitecture:
     edge_context: bool = True
     pool: int = 3
     top_k: int = 100
+    distance_score: str = "max"  # memory-distance aggregation in the image score; set when calibrated
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,12 +108,12 @@ class KMDGANGenerator(nn.Module):
         # as much and would not let the fast profile train on a 2-core CPU in its budget
         return _up(self.head(z), size=image.shape[-2:]), distances
 
-    def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
-        """(B, parts): the top-k mean of the mask and, with memory, the largest memory distance."""
+    def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
+        """(B, parts): the top-k mean of the mask and, with memory, the aggregated memory distance."""
         k = min(self.arch.top_k, prob[0].numel())
         parts = [prob.flatten(1).topk(k, dim=1).values.mean(1)]
         if distances:
-            parts.append(distances[0].flatten(1).amax(1))
+            parts.append(aggregate(distances[0].flatten(1), mode or self.arch.distance_score))
         return torch.stack(parts, 1)
 
     def score(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:

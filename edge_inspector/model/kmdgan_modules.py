@@ -38,10 +38,17 @@ def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int = DEFAULT_CHUNK
 def _nearest_excluding(q, bank, owners, q_owner, chunk):
     best_d = torch.full((q.shape[0],), float("inf"))
     best_i = torch.zeros(q.shape[0], dtype=torch.long)
+    # queries come in runs of one item each; an item's own rows are few, so blank just those
+    items, counts = torch.unique_consecutive(q_owner, return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
     for start in range(0, bank.shape[0], chunk):
         part = bank[start : start + chunk]
         d = torch.addmm((part * part).sum(1)[None, :], q, part.T, alpha=-2.0)
-        d = d.masked_fill(owners[start : start + chunk][None, :] == q_owner[:, None], float("inf"))
+        part_owners = owners[start : start + chunk]
+        for item, first, n in zip(items.tolist(), starts.tolist(), counts.tolist()):
+            own = torch.nonzero(part_owners == item).flatten()
+            if own.numel():
+                d[first : first + n, own] = float("inf")
         d_min, i_min = d.min(1)
         better = d_min < best_d
         best_d = torch.where(better, d_min, best_d)
