@@ -79,6 +79,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bank-size", type=int, help="memory entries per matched scale (default 20000)")
     p.add_argument("--out", type=Path, help="artefact path (default models/<station or dataset>.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
+    p.add_argument("--device", default=None, help="torch device for training, e.g. cuda:0 (default: the config's "
+                   "runtime.device, else cpu)")
     p.set_defaults(func=cmd_train)
 
 
@@ -146,8 +148,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, model_cfg, threshold_cfg = _settings(args, "kmdgan")
     with _split(args, cfg) as (split, name, _root):
         out = args.out or model_cfg.artefact or Path("models") / f"{cfg.station if cfg else name}.safetensors"
+        device = args.device or (cfg.runtime.device if cfg else "cpu")
         model = train_kmdgan(split, model_cfg, out, threshold_cfg.target_false_reject_rate, seed=args.seed,
-                             resume=args.resume, progress=not args.quiet)
+                             resume=args.resume, progress=not args.quiet, device=device)
     print(f"model artefact: {model.path} (threshold {model.threshold:.4f}, "
           f"{model.meta['training']['seconds']} s of training)")
     return 0

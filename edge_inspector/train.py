@@ -218,9 +218,12 @@ def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool 
 
 def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_reject_rate: float = 0.01,
                  seed: int = 0, resume: bool = False, progress: bool = True,
-                 prepared: Prepared | None = None) -> LoadedModel:
+                 prepared: Prepared | None = None, device: str = "cpu") -> LoadedModel:
     """Train and write the artefact to out. prepared: from prepare() on the same split, config and
-    seed (with memory matching on, it serves variants with it off too)."""
+    seed (with memory matching on, it serves variants with it off too). device: where the
+    trainable part runs (e.g. cuda:0 for the full profile); batches are made on the CPU."""
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"training device {device} requested, but this torch build or machine has no CUDA")
     if prepared is None:
         prepared = prepare(split, cfg, seed, progress)
     started = time.perf_counter()
@@ -237,14 +240,19 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     if not model.matched:
         banks = Banks([], [])
     set_distance_scale(model, normals)
-    disc = PatchDiscriminator() if cfg.modules.adversarial else None
+    # batches (synthetic anomalies, their frozen features and memory search) are made on the CPU by
+    # a twin without trainable state in use; the network being trained lives on the device
+    maker = model if torch.device(device).type == "cpu" else KMDGANGenerator(
+        architecture_of(cfg), EfficientNetLite0Features(STRIDES, cfg.backbone.weights))
+    model.to(device)
+    disc = PatchDiscriminator().to(device) if cfg.modules.adversarial else None
     trainable = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     opt_g = torch.optim.AdamW(trainable, lr=LR, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt_g, max_lr=LR, total_steps=iterations, pct_start=0.1)
     opt_d = torch.optim.Adam(disc.parameters(), lr=D_LR, betas=(0.5, 0.999)) if disc else None
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
-    make_batch = BatchMaker(model, normals, few, banks, batch_size, rng)
+    make_batch = BatchMaker(maker, normals, few, banks, batch_size, rng)
     start_it = 0
     if resume and checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -262,6 +270,9 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     bar = tqdm(range(start_it, iterations), desc="train", disable=not progress, initial=start_it, total=iterations)
     for it in bar:
         image, feats, mems, target = make_batch()
+        if device != "cpu":
+            image, target = image.to(device), target.to(device)
+            feats, mems = [f.to(device) for f in feats], [m.to(device) for m in mems]
         logits, _ = model.decode(image, feats, mems)
         prob = torch.sigmoid(logits)
         seg = focal_loss(logits, target) + dice_loss(prob, target)
@@ -280,7 +291,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
         bar.set_postfix(seg=f"{seg.item():.3f}", loss=f"{loss.item():.3f}")
         if (it + 1) % CHECKPOINT_EVERY == 0 and it + 1 < iterations:
             _save_checkpoint(checkpoint, it + 1, model, disc, opt_g, opt_d, sched, rng)
-    model.eval()
+    model.cpu().eval()
     threshold = calibrate_scores(model, banks.banks, holdout, split.few_shot, size, target_false_reject_rate)
     training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
                 "train_normals": len(normals.images), "few_shot": len(split.few_shot), "held_out_normals": len(holdout),

@@ -44,3 +44,37 @@ def test_eval_missing_root_is_one_line(tmp_path, capsys):
     assert main(["eval", "--dataset", "folder", "--root", str(tmp_path / "none"), "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and str(tmp_path / "none") in err[0]
+
+
+def test_train_then_eval_artefact_from_the_command_line(tmp_path, capsys):
+    root = write_product_set(tmp_path / "set", normals=20, per_defect=3, size=64, seed=2)
+    artefact = tmp_path / "m.safetensors"
+    code = main(["train", "--dataset", "folder", "--root", str(root), "--input-size", "64", "--bank-size", "200",
+                 "--iterations", "4", "--quiet", "--out", str(artefact)])
+    assert code == 0 and artefact.is_file()
+    assert f"model artefact: {artefact}" in capsys.readouterr().out
+    out = tmp_path / "r.json"
+    code = main(["eval", "--dataset", "folder", "--root", str(root), "--artefact", str(artefact), "--quiet",
+                 "--out", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["model"] == "kmdgan" and report["training"]["iterations"] == 4
+    assert report["input_size"] == 64 and 0 <= report["metrics"]["pixel_auroc"] <= 1
+
+
+def test_train_refuses_corrupt_artefact_in_eval(tmp_path, capsys):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    assert main(["eval", "--dataset", "synthetic", "--root", str(tmp_path / "s"), "--artefact", str(bad), "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("edge-inspector: error: model artefact corrupt: ") and str(bad) in err[-1]
+
+
+def test_train_on_missing_cuda_is_one_line(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    code = main(["train", "--dataset", "synthetic", "--root", str(tmp_path / "s"), "--device", "cuda:0", "--quiet"])
+    assert code == 1
+    assert "no CUDA" in capsys.readouterr().err

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+from edge_inspector.baseline import choose_score_mode
+from edge_inspector.threshold import split_holdout, threshold_from_normals
+
+
+def test_threshold_passes_all_but_the_allowed_share():
+    scores = np.arange(100, dtype=float)  # 0..99
+    t = threshold_from_normals(scores, 0.05)  # 5 of 100 may be rejected: 95..99
+    assert (scores >= t).sum() == 5 and t > 94
+    t = threshold_from_normals(scores, 0.001)  # none may be rejected
+    assert (scores >= t).sum() == 0 and t == pytest.approx(99)
+
+
+def test_threshold_needs_scores():
+    with pytest.raises(ValueError):
+        threshold_from_normals(np.array([]), 0.01)
+
+
+def test_holdout_is_every_tenth_and_disjoint():
+    fit, held = split_holdout(list(range(35)))
+    assert held == [9, 19, 29] and len(fit) == 32 and not set(fit) & set(held)
+
+
+def test_score_mode_chosen_by_separation():
+    g = torch.Generator().manual_seed(0)
+    normal = torch.rand(20, 50, generator=g)
+    # anomalies differ in their mean level, not in their single highest patch
+    anomalous = torch.rand(6, 50, generator=g) * 0.2 + 0.7
+    anomalous[:, 0] = 0.99
+    normal[:, 0] = 1.0
+    mode, aucs = choose_score_mode(normal, anomalous)
+    assert mode == "mean" and aucs["mean"] == 1.0 and aucs["max"] < 0.5
+    assert choose_score_mode(normal, None) == ("max", {})
