@@ -19,3 +19,16 @@ def product_set(tmp_path_factory) -> Path:
     from edge_inspector.data.synthetic_product import write_product_set
 
     return write_product_set(tmp_path_factory.mktemp("product"), normals=30, per_defect=4, size=128, seed=3)
+
+
+@pytest.fixture(scope="session")
+def tiny_kmdgan(product_set, tmp_path_factory):
+    """(split, trained model): KMDGAN trained 40 iterations at 128 px on the product set, once."""
+    from edge_inspector.config import KMDGANModelConfig
+    from edge_inspector.data import load_split
+    from edge_inspector.train import train_kmdgan
+
+    split = load_split("folder", product_set)
+    cfg = KMDGANModelConfig(kind="kmdgan", input_size=128, bank_size=2000, iterations=40, batch_size=6)
+    out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
+    return split, train_kmdgan(split, cfg, out, target_false_reject_rate=0.1, seed=1, progress=False)

@@ -47,11 +47,9 @@ def small_config(**kw):
     return KMDGANModelConfig(**{**base, **kw})
 
 
-@pytest.fixture(scope="module")
-def trained(product_set, tmp_path_factory):
-    split = load_split("folder", product_set)
-    out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
-    return split, train_kmdgan(split, small_config(), out, target_false_reject_rate=0.1, seed=1, progress=False)
+@pytest.fixture
+def trained(tiny_kmdgan):
+    return tiny_kmdgan
 
 
 def test_tiny_train_then_infer_reaches_stated_metric(trained):

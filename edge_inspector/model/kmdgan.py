@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.memory_bank import DEFAULT_CHUNK
 from edge_inspector.model.memory_bank_scorer import aggregate
 from edge_inspector.model.kmdgan_modules import (AnomalyMapModulation, CrossScaleFusion, EdgeContextHybrid,
                                                  MemoryFeatureMatching, conv_bn_relu, match_memory)
@@ -69,6 +70,7 @@ class KMDGANGenerator(nn.Module):
         self.hybrid = EdgeContextHybrid(DECODER[2], DECODER[4]) if arch.edge_context else None
         self.head = nn.Conv2d(DECODER[2], 1, 3, padding=1)
         # levels measured on held-out training normals when the model is fitted
+        self.chunk: int | None = DEFAULT_CHUNK  # bank rows per search pass; None for export (see nearest)
         self.register_buffer("distance_scale", torch.ones(len(self.matched)))
         self.register_buffer("score_center", torch.zeros(2))
         self.register_buffer("score_scale", torch.ones(2))
@@ -81,7 +83,8 @@ class KMDGANGenerator(nn.Module):
 
     def match(self, feats: list[torch.Tensor], banks: list[torch.Tensor], exclude=None) -> list[torch.Tensor]:
         """Nearest memory features for each matched stride."""
-        return [match_memory(feats[STRIDES.index(s)], bank, exclude=None if exclude is None else (exclude[0][i], exclude[1]))
+        return [match_memory(feats[STRIDES.index(s)], bank, self.chunk,
+                             exclude=None if exclude is None else (exclude[0][i], exclude[1]))
                 for i, (s, bank) in enumerate(zip(self.matched, banks))]
 
     def decode(self, image: torch.Tensor, feats: list[torch.Tensor], memories: list[torch.Tensor]

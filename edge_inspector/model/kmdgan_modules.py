@@ -17,7 +17,7 @@ def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Seque
     )
 
 
-def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int = DEFAULT_CHUNK,
+def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAULT_CHUNK,
                  exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The nearest bank entry of every location of f (B, C, h, w), returned as (B, C, h, w).
 
@@ -36,6 +36,7 @@ def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int = DEFAULT_CHUNK
 
 
 def _nearest_excluding(q, bank, owners, q_owner, chunk):
+    chunk = chunk or bank.shape[0]
     best_d = torch.full((q.shape[0],), float("inf"))
     best_i = torch.zeros(q.shape[0], dtype=torch.long)
     # queries come in runs of one item each; an item's own rows are few, so blank just those

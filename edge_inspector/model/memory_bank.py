@@ -11,8 +11,16 @@ import torch
 DEFAULT_CHUNK = 8192
 
 
-def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each row of queries (N, C), the squared distance to and index of its nearest bank row (M, C)."""
+def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+    """For each row of queries (N, C), the squared distance to and index of its nearest bank row (M, C).
+
+    chunk None: one pass over the whole bank, with no slicing, so that a traced graph keeps the
+    bank's row count dynamic (exported graphs take banks of any size).
+    """
+    if chunk is None:
+        d = torch.addmm((bank * bank).sum(1)[None, :], queries, bank.T, alpha=-2.0)
+        d_min, i_min = d.min(1)
+        return (d_min + (queries * queries).sum(1)).clamp_min(0.0), i_min
     best_d, best_i = None, None
     for start in range(0, bank.shape[0], chunk):
         part = bank[start : start + chunk]

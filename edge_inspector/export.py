@@ -1,0 +1,89 @@
+"""Export a model artefact to ONNX, and check the exported graph against PyTorch before success."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_inspector.artefact import LoadedModel
+from edge_inspector.errors import UserError
+from edge_inspector.runtime.base import Backend
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+MAP_TOLERANCE = 1e-3  # max |difference| of anomaly-map probabilities
+SCORE_TOLERANCE = 1e-3  # max |difference| of image scores, relative to max(1, |score|)
+
+
+def bank_input_names(model: LoadedModel) -> list[str]:
+    return [f"memory_stride{s}" for s in model.model.matched]
+
+
+def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:
+    """One graph: normalisation -> backbone -> memory matching -> fusion -> decoder -> map and score.
+
+    The memory banks are inputs with a dynamic row count, so a recalibrated bank needs no re-export.
+    """
+    import onnx
+
+    graph = copy.deepcopy(model.model).eval()
+    graph.chunk = None  # one matmul over the whole bank: no slicing that would fix its size
+    size = model.input_size
+    image = torch.zeros(1, 3, size, size)
+    names = bank_input_names(model)
+    dynamic = {"image": {0: "batch"}, "anomaly_map": {0: "batch"}, "image_score": {0: "batch"}}
+    dynamic.update({n: {0: f"{n}_rows"} for n in names})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints taken from shapes
+        torch.onnx.export(graph, (image, *model.banks), str(out), dynamo=False, opset_version=opset,
+                          input_names=["image", *names], output_names=["anomaly_map", "image_score"],
+                          dynamic_axes=dynamic)
+    onnx.checker.check_model(str(out))
+    return out
+
+
+def check_parity(reference: Backend, candidate: Backend, images: np.ndarray, threshold: float) -> dict:
+    """Maps and scores of candidate against reference; raises with the figures where they differ."""
+    ref_maps, ref_scores, maps, scores = [], [], [], []
+    for i in range(len(images)):  # batch 1: what a line PC runs
+        m, s = reference.infer(images[i : i + 1])
+        ref_maps.append(m)
+        ref_scores.append(s)
+        m, s = candidate.infer(images[i : i + 1])
+        maps.append(m)
+        scores.append(s)
+    ref_maps, maps = np.concatenate(ref_maps), np.concatenate(maps)
+    ref_scores, scores = np.concatenate(ref_scores), np.concatenate(scores)
+    map_diff = float(np.abs(ref_maps - maps).max())
+    score_diff = float((np.abs(ref_scores - scores) / np.maximum(1.0, np.abs(ref_scores))).max())
+    verdicts_differ = int(((ref_scores >= threshold) != (scores >= threshold)).sum())
+    figures = {"images": len(images), "max_map_difference": map_diff, "max_score_difference": score_diff,
+               "verdicts_differing": verdicts_differ, "map_tolerance": MAP_TOLERANCE, "score_tolerance": SCORE_TOLERANCE}
+    if map_diff > MAP_TOLERANCE or score_diff > SCORE_TOLERANCE or verdicts_differ:
+        raise UserError(f"{candidate.name} does not match {reference.name}: max map difference {map_diff:.2e} "
+                        f"(tolerance {MAP_TOLERANCE:.0e}), max score difference {score_diff:.2e} (tolerance "
+                        f"{SCORE_TOLERANCE:.0e}), {verdicts_differ} of {len(images)} verdicts differ")
+    return figures
+
+
+def parity_images(size: int, count: int = 8, seed: int = 0) -> np.ndarray:
+    """Synthetic parts, half with defects: what export checks parity on when no images are named."""
+    from edge_inspector.data.synthetic_product import DEFECT_TYPES, _draw_defect, make_part
+    from edge_inspector.imageio import to_tensor_layout
+
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(count):
+        part = make_part(rng, size)
+        if i % 2:
+            part, _ = _draw_defect(part, DEFECT_TYPES[i % len(DEFECT_TYPES)], rng)
+        images.append(np.repeat(part[:, :, None], 3, axis=2))
+    return to_tensor_layout(images)

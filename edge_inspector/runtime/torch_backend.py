@@ -1,0 +1,29 @@
+"""PyTorch backend: eager, CPU or CUDA (FP16 on CUDA)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edge_inspector.artefact import LoadedModel
+from edge_inspector.runtime.base import Backend
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(self, model: LoadedModel, device: str = "cpu", fp16: bool | None = None):
+        self.device = torch.device(device)
+        # FP16 where the hardware is built for it; the banks keep FP32 distances exact enough either way
+        self.dtype = torch.float16 if (fp16 if fp16 is not None else self.device.type == "cuda") else torch.float32
+        self.model = model.model.to(self.device, self.dtype).eval()
+        self.swap_banks([b.numpy() for b in model.banks])
+
+    def swap_banks(self, banks: list[np.ndarray]) -> None:
+        self.banks = [torch.as_tensor(b).to(self.device, self.dtype) for b in banks]  # uploaded once
+
+    @torch.no_grad()
+    def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = torch.from_numpy(images).to(self.device, self.dtype)
+        maps, scores = self.model(x, *self.banks)
+        return maps.float().cpu().numpy(), scores.float().cpu().numpy()
