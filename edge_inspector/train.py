@@ -224,6 +224,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     trainable part runs (e.g. cuda:0 for the full profile); batches are made on the CPU."""
     if torch.device(device).type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"training device {device} requested, but this torch build or machine has no CUDA")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)  # the checkpoint is written beside it
     if prepared is None:
         prepared = prepare(split, cfg, seed, progress)
     started = time.perf_counter()

@@ -133,12 +133,12 @@ def test_training_is_deterministic_and_resumable(product_set, tmp_path, monkeypa
         return real_focal(*a, **k)
 
     monkeypatch.setattr(train_module, "focal_loss", interrupted)
-    out = tmp_path / "resumed.safetensors"
+    out = tmp_path / "not-yet-made" / "resumed.safetensors"  # its folder is made, checkpoint included
     with pytest.raises(KeyboardInterrupt):
         train_kmdgan(split, cfg, out, seed=2, progress=False)
-    assert (tmp_path / "resumed.safetensors.ckpt").is_file() and not out.exists()
+    assert (out.parent / "resumed.safetensors.ckpt").is_file() and not out.exists()
     monkeypatch.setattr(train_module, "focal_loss", real_focal)
     resumed = train_kmdgan(split, cfg, out, seed=2, resume=True, progress=False)
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
-    assert not (tmp_path / "resumed.safetensors.ckpt").exists()
+    assert not (out.parent / "resumed.safetensors.ckpt").exists()
