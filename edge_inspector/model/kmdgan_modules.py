@@ -26,35 +26,23 @@ def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAUL
     """
     b, c, h, w = f.shape
     q = f.permute(0, 2, 3, 1).reshape(-1, c)
-    if exclude is None:
-        _, idx = nearest(q, bank, chunk)
-    else:
-        owners, items = exclude
-        q_owner = items.repeat_interleave(h * w)
-        idx = _nearest_excluding(q, bank, owners, q_owner, chunk)
+    blank = None if exclude is None else _own_rows(exclude[0], exclude[1], h * w)
+    _, idx = nearest(q, bank, chunk, blank)
     return bank[idx].view(b, h, w, c).permute(0, 3, 1, 2)
 
 
-def _nearest_excluding(q, bank, owners, q_owner, chunk):
-    chunk = chunk or bank.shape[0]
-    best_d = torch.full((q.shape[0],), float("inf"))
-    best_i = torch.zeros(q.shape[0], dtype=torch.long)
-    # queries come in runs of one item each; an item's own rows are few, so blank just those
-    items, counts = torch.unique_consecutive(q_owner, return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
-    for start in range(0, bank.shape[0], chunk):
-        part = bank[start : start + chunk]
-        d = torch.addmm((part * part).sum(1)[None, :], q, part.T, alpha=-2.0)
-        part_owners = owners[start : start + chunk]
-        for item, first, n in zip(items.tolist(), starts.tolist(), counts.tolist()):
+def _own_rows(owners: torch.Tensor, items: torch.Tensor, per_item: int):
+    """A blank() for nearest(): each item's queries (a run of per_item rows) skip its own bank rows.
+    An item's own rows are few, so only those entries are touched."""
+
+    def blank(d: torch.Tensor, start: int) -> None:
+        part_owners = owners[start : start + d.shape[1]]
+        for k, item in enumerate(items.tolist()):
             own = torch.nonzero(part_owners == item).flatten()
             if own.numel():
-                d[first : first + n, own] = float("inf")
-        d_min, i_min = d.min(1)
-        better = d_min < best_d
-        best_d = torch.where(better, d_min, best_d)
-        best_i = torch.where(better, i_min + start, best_i)
-    return best_i
+                d[k * per_item : (k + 1) * per_item, own] = float("inf")
+
+    return blank
 
 
 class MemoryFeatureMatching(nn.Module):

@@ -6,36 +6,41 @@ same code exports to ONNX / TensorRT and its temporaries stay bounded for large 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 DEFAULT_CHUNK = 8192
 
 
-def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAULT_CHUNK) -> tuple[torch.Tensor, torch.Tensor]:
+def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAULT_CHUNK,
+            blank: Callable[[torch.Tensor, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row of queries (N, C), the squared distance to and index of its nearest bank row (M, C).
 
     chunk None: one pass over the whole bank, with no slicing, so that a traced graph keeps the
     bank's row count dynamic (exported graphs take banks of any size).
+    blank(d, start): sets to inf, in place, the entries of a distance block (bank rows from start)
+    that a query must not match.
     """
-    if chunk is None:
+    q_sq = (queries * queries).sum(1)
+    if chunk is None and blank is None:
         d = torch.addmm((bank * bank).sum(1)[None, :], queries, bank.T, alpha=-2.0)
         d_min, i_min = d.min(1)
-        return (d_min + (queries * queries).sum(1)).clamp_min(0.0), i_min
-    best_d, best_i = None, None
+        return (d_min + q_sq).clamp_min(0.0), i_min
+    chunk = chunk or bank.shape[0]
+    best_d = torch.full_like(q_sq, float("inf"))
+    best_i = torch.zeros(queries.shape[0], dtype=torch.long, device=queries.device)
     for start in range(0, bank.shape[0], chunk):
         part = bank[start : start + chunk]
         # |m|^2 - 2 q.m in one fused op; |q|^2 is the same for every m and is added after the min
         d = torch.addmm((part * part).sum(1)[None, :], queries, part.T, alpha=-2.0)
+        if blank is not None:
+            blank(d, start)
         d_min, i_min = d.min(1)
-        i_min = i_min + start
-        if best_d is None:
-            best_d, best_i = d_min, i_min
-        else:
-            better = d_min < best_d
-            best_d = torch.where(better, d_min, best_d)
-            best_i = torch.where(better, i_min, best_i)
-    best_d = best_d + (queries * queries).sum(1)
-    return best_d.clamp_min(0.0), best_i
+        better = d_min < best_d
+        best_d = torch.where(better, d_min, best_d)
+        best_i = torch.where(better, i_min + start, best_i)
+    return (best_d + q_sq).clamp_min(0.0), best_i
 
 
 class RandomSampler:
