@@ -309,36 +309,42 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
 
 
 @torch.no_grad()
-def _outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Mask probabilities (N, H, W) and the first matched stride's distance maps (N, h*w) or None."""
+def _outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, h*w)."""
     probs, dists = [], []
     for batch in iter_batches(samples, size, 8):
         image = torch.from_numpy(batch.images)
         feats = model.features(image)
         logits, distances = model.decode(image, feats, model.match(feats, banks))
         probs.append(torch.sigmoid(logits))
-        if distances:
-            dists.append(distances[0].flatten(1))
+        dists.append([d.flatten(1) for d in distances])
     if not probs:
-        return torch.zeros(0), None
-    return torch.cat(probs), torch.cat(dists) if dists else None
+        return torch.zeros(0), []
+    return torch.cat(probs), [torch.cat(per) for per in zip(*dists)]
 
 
 @torch.no_grad()
 def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
                      target_false_reject_rate: float) -> float:
-    """Choose the memory-distance aggregation (held-out normals vs the few-shot anomalies: the bank
-    holds neither, so this part of the score is fairly validated), standardise the score parts
-    on the held-out normals, and choose the threshold on them."""
-    prob, dist = _outputs(model, banks, holdout, size)
+    """Choose the memory-distance stride and aggregation (held-out normals vs the few-shot anomalies:
+    the bank holds neither, so this part of the score is fairly validated), standardise the score
+    parts on the held-out normals, and choose the threshold on them."""
+    prob, dists = _outputs(model, banks, holdout, size)
     if not len(prob):
         raise UserError("no readable held-out training normals to choose the threshold from")
-    if dist is not None:
-        _, few_dist = _outputs(model, banks, few_shot, size)
-        model.arch.distance_score, model.validation = choose_score_mode(dist, few_dist)
-        log.info("memory-distance score %s chosen on training data (AUROC held-out normals vs few-shot: %s)",
-                 model.arch.distance_score, model.validation)
-    parts = model.score_parts(prob, [dist.view(len(prob), 1, -1)] if dist is not None else [])
+    if dists:
+        _, few_dists = _outputs(model, banks, few_shot, size)
+        candidates = {}
+        for stride, dist, few in zip(model.matched, dists, few_dists or [None] * len(dists)):
+            mode, aucs = choose_score_mode(dist, few)
+            candidates[stride] = (aucs.get(mode, 0.0), mode, aucs)
+        # the best separation wins; ties keep the finer stride (first in matched)
+        stride = max(candidates, key=lambda s: candidates[s][0])
+        model.arch.distance_stride, model.arch.distance_score = stride, candidates[stride][1]
+        model.validation = {f"stride{s}": c[2] for s, c in candidates.items()}
+        log.info("memory-distance score: stride %d, %s, chosen on training data (AUROC held-out normals "
+                 "vs few-shot: %s)", stride, model.arch.distance_score, model.validation)
+    parts = model.score_parts(prob, [d.view(len(prob), 1, -1) for d in dists])
     n = parts.shape[1]
     model.score_center[:n] = parts.median(0).values
     model.score_scale[:n] = parts.std(0).clamp_min(1e-6) if len(parts) > 1 else 1.0

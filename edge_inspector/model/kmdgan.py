@@ -6,8 +6,9 @@ map -> edge-context hybrid -> mask head, its logits upsampled to full resolution
 
 The memory banks are forward() arguments, not weights, so a recalibrated bank can be swapped
 in without touching the network (and exported graphs take them as inputs).
-Image score: the mean of the top-k mask probabilities plus the memory distance aggregated as the
-baseline does (max, top-10 mean or mean: chosen on training data), each standardised by its
+Image score: the mean of the top-k mask probabilities plus the memory distance at one matched
+stride aggregated as the baseline does (stride and max, top-10 mean or mean: chosen on training
+data), each standardised by its
 level on held-out training normals (the learned mask ranks defects it has
 learned; the memory distance keeps ranking the kinds it has never seen).
 """
@@ -43,6 +44,7 @@ class KMDGANArchitecture:
     pool: int = 3
     top_k: int = 100
     distance_score: str = "max"  # memory-distance aggregation in the image score; set when calibrated
+    distance_stride: int = 8  # whose memory distance enters the image score; set when calibrated
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -116,8 +118,14 @@ class KMDGANGenerator(nn.Module):
         k = min(self.arch.top_k, prob[0].numel())
         parts = [prob.flatten(1).topk(k, dim=1).values.mean(1)]
         if distances:
-            parts.append(aggregate(distances[0].flatten(1), mode or self.arch.distance_score))
+            d = distances[self.distance_index]
+            parts.append(aggregate(d.flatten(1), mode or self.arch.distance_score))
         return torch.stack(parts, 1)
+
+    @property
+    def distance_index(self) -> int:
+        s = self.arch.distance_stride
+        return self.matched.index(s) if s in self.matched else 0
 
     def score(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
         """Image score: the sum of the parts, each standardised by its level on held-out normals."""
