@@ -16,7 +16,6 @@ log = logging.getLogger("edge_inspector")
 
 # verbs that later work fills in: each says so plainly instead of pretending
 PLANNED = {
-    "bench": "measure latency and throughput of each runtime backend side by side",
     "run": "run the line service: camera -> model -> verdicts over MQTT (systemd unit)",
     "calibrate": "collect normal samples from the station's camera and set the threshold",
     "demo": "the embedded end-to-end demo (synthetic product, calibrate, train, run)",
@@ -200,59 +199,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a model artefact to ONNX (TensorRT: not built yet), checking parity first",
-        description="Export one inference graph (normalisation -> backbone -> memory matching -> fusion -> "
-        "decoder -> anomaly map and image score) with the memory banks as inputs, check it with the ONNX "
-        "checker, then run it in ONNX Runtime beside PyTorch on a set of images: the export fails, with "
-        "the figures, unless maps and scores agree within tolerance and every verdict is the same.",
-    )
-    p.add_argument("--artefact", type=Path, required=True, help="trained model artefact (.safetensors)")
-    p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx", help="what to export (default onnx)")
-    p.add_argument("--out", type=Path, help="output path (default: the artefact's name with .onnx)")
-    p.add_argument("--images", type=Path, help="folder of images to check parity on (default: synthetic parts)")
-    p.set_defaults(func=cmd_export)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    from edge_inspector.artefact import load_artefact
-    from edge_inspector.export import check_parity, export_onnx, parity_images
-    from edge_inspector.runtime import require
-
-    if args.format == "tensorrt":
-        raise NotBuiltError("export --format tensorrt is not built yet (issue 4); nothing was done")
-    require("onnxruntime")
-    from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from edge_inspector.runtime.torch_backend import TorchBackend
-
-    model = load_artefact(args.artefact)
-    size = model.input_size
-    if args.images:
-        from edge_inspector.data.folder import list_images, require_dir
-        from edge_inspector.imageio import read_image, to_tensor_layout
-
-        read = [read_image(p, size) for p in list_images(require_dir(args.images, "parity image folder"))]
-        read = [im for im in read if im is not None]
-        if not read:
-            raise UserError(f"{args.images}: no readable images to check parity on")
-        images = to_tensor_layout(read)
-    else:
-        images = parity_images(size)
-    out = export_onnx(model, args.out or args.artefact.with_suffix(".onnx"))
-    banks = [b.numpy() for b in model.banks]
-    try:
-        figures = check_parity(TorchBackend(model), OnnxRuntimeBackend(out, banks), images, model.threshold)
-    except UserError:
-        out.unlink(missing_ok=True)  # a graph that does not match is not left behind to be used
-        raise
-    print(f"ONNX graph: {out}")
-    print(f"parity with PyTorch on {figures['images']} images: max map difference {figures['max_map_difference']:.2e}, "
-          f"max score difference {figures['max_score_difference']:.2e}, verdicts differing {figures['verdicts_differing']}")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="edge-inspector",
@@ -263,7 +209,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     _eval_parser(sub)
     _train_parser(sub)
-    _export_parser(sub)
+    from edge_inspector.verbs import bench, export
+
+    export.register(sub)
+    bench.register(sub)
     for verb, text in PLANNED.items():
         p = sub.add_parser(verb, help=f"{text} (not built yet)", description=f"{text}. Not built yet: "
                            "this verb exits with code 3 until its issue lands.")

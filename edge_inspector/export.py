@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -23,6 +24,44 @@ SCORE_TOLERANCE = 1e-3  # max |difference| of image scores, relative to max(1, |
 
 def bank_input_names(model: LoadedModel) -> list[str]:
     return [f"memory_stride{s}" for s in model.model.matched]
+
+
+def bank_locations(model: LoadedModel) -> dict[str, int]:
+    """Bank input name -> feature-map locations per image at its stride (queries per image)."""
+    return {n: (model.input_size // s) ** 2 for n, s in zip(bank_input_names(model), model.model.matched)}
+
+
+def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
+    """The artefact's ONNX graph, exported and parity-checked unless a current one is there.
+
+    A sidecar JSON records the artefact's hash: a retrained artefact gets a fresh graph.
+    """
+    from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_inspector.runtime.torch_backend import TorchBackend
+
+    if onnx_path is None:
+        if model.path is None:
+            raise UserError("an in-memory model needs an ONNX path to export to")
+        onnx_path = Path(model.path).with_suffix(".onnx")
+    onnx_path = Path(onnx_path)
+    sidecar = onnx_path.with_suffix(".onnx.json")
+    digest = model.meta.get("sha256")
+    if onnx_path.is_file() and sidecar.is_file():
+        try:
+            if json.loads(sidecar.read_text()).get("artefact_sha256") == digest:
+                return onnx_path
+        except ValueError:
+            pass  # an unreadable sidecar: export again
+    log.info("exporting %s to ONNX (parity is checked first)", onnx_path)
+    export_onnx(model, onnx_path)
+    try:
+        figures = check_parity(TorchBackend(model), OnnxRuntimeBackend(onnx_path, [b.numpy() for b in model.banks]),
+                               parity_images(model.input_size), model.threshold)
+    except UserError:
+        onnx_path.unlink(missing_ok=True)  # a graph that does not match is not left behind to be used
+        raise
+    sidecar.write_text(json.dumps({"artefact_sha256": digest, "parity": figures}, indent=2) + "\n")
+    return onnx_path
 
 
 def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:

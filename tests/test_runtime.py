@@ -81,4 +81,48 @@ def test_export_verb(exported, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
     assert main(["export", "--artefact", str(model.path), "--out", str(out)]) == 0
     assert out.is_file() and "verdicts differing 0" in capsys.readouterr().out
-    assert main(["export", "--artefact", str(model.path), "--format", "tensorrt"]) == 3
+    if available()["tensorrt"]:  # where TensorRT is absent the choice is refused in one line
+        assert main(["export", "--artefact", str(model.path), "--format", "tensorrt"]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.count("\n") == 0 and "backend tensorrt unavailable" in err
+
+
+def test_ensure_onnx_reuses_a_current_graph_and_reexports_a_stale_one(exported, tmp_path):
+    from edge_inspector.export import ensure_onnx
+
+    _, model, _ = exported
+    path = tmp_path / "auto.onnx"
+    assert ensure_onnx(model, path) == path and path.is_file()
+    stamp = path.stat().st_mtime_ns
+    assert ensure_onnx(model, path) == path and path.stat().st_mtime_ns == stamp  # reused
+    sidecar = path.with_suffix(".onnx.json")
+    sidecar.write_text(sidecar.read_text().replace(model.meta["sha256"], "0" * 64))  # another artefact's
+    ensure_onnx(model, path)
+    assert model.meta["sha256"] in sidecar.read_text()
+
+
+def test_open_backend_gives_ready_backends_that_agree(exported, tmp_path):
+    from edge_inspector.runtime import open_backend
+
+    split, model, _ = exported
+    images = np.concatenate([b.images for b in iter_batches(split.test[:4], 128, 4)])
+    maps_t, scores_t = open_backend("torch", model).infer(images)
+    maps_o, scores_o = open_backend("onnxruntime", model, onnx_path=tmp_path / "o.onnx").infer(images)
+    assert np.abs(maps_t - maps_o).max() < 1e-3 and np.allclose(scores_t, scores_o, atol=1e-3)
+    with pytest.raises(UserError, match="unknown backend"):
+        open_backend("openvino", model)
+
+
+def test_bench_verb_times_each_backend_in_one_run(tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--size", "64", "--bank-size", "500", "--runs", "3", "--batches", "1", "2",
+                 "--workdir", str(tmp_path), "--json", str(out), "--stages"]) == 0
+    import json
+
+    report = json.loads(out.read_text())
+    for name in ("torch", "onnxruntime"):
+        r = report["results"][name]
+        assert r["p99_ms"] >= r["p50_ms"] > 0 and set(r["throughput"]) == {"1", "2"} and r["peak_rss_mb"] > 50
+    assert "tensorrt" in report["results"]  # measured where it runs, else the reason it cannot
+    assert set(report["stages_ms"]) == {"backbone", "matching", "decoder_and_score"}
+    assert "| onnxruntime |" in capsys.readouterr().out

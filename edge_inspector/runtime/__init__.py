@@ -1,31 +1,64 @@
 """Inference backends behind one interface (runtime.base.Backend), one module each.
 
 A backend whose library is missing is listed as unavailable with the reason; choosing it gives
-one line. TensorRT is not built yet (issue 4).
+one line.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 from edge_inspector.errors import UserError
 
-LIBRARIES = {"torch": "torch", "onnxruntime": "onnxruntime", "tensorrt": "tensorrt"}
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+LIBRARIES = {"torch": ["torch"], "onnxruntime": ["onnxruntime", "onnx"], "tensorrt": ["tensorrt", "onnx"]}
 
 
 def available() -> dict[str, str | None]:
     """Each backend's name -> None where it can run here, else the reason it cannot."""
     out = {}
-    for name, lib in LIBRARIES.items():
-        try:
-            importlib.import_module(lib)
-            out[name] = None if name != "tensorrt" else "the TensorRT backend is not built yet"
-        except ImportError as exc:
-            out[name] = f"{lib} is not installed ({exc})"
+    for name, libs in LIBRARIES.items():
+        out[name] = None
+        for lib in libs:
+            try:
+                importlib.import_module(lib)
+            except ImportError as exc:
+                out[name] = f"{lib} is not installed ({exc})"
+                break
+    if out["tensorrt"] is None:
+        from edge_inspector.runtime import cuda_memory
+
+        out["tensorrt"] = None if cuda_memory.cudart is not None else "cuda-python is not installed"
     return out
 
 
 def require(name: str) -> None:
-    reason = available().get(name, f"unknown backend {name!r}; expected one of {', '.join(LIBRARIES)}")
+    reason = available().get(name, f"unknown backend {name!r}; expected one of {', '.join(BACKENDS)}")
     if reason:
         raise UserError(f"backend {name} unavailable: {reason}")
+
+
+def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None = None, **engine_options):
+    """A ready backend for a loaded model artefact. ONNX Runtime and TensorRT use the exported graph
+    beside the artefact, exported (with its parity check) when it is missing or stale."""
+    require(name)
+    banks = [b.numpy() for b in model.banks]
+    if name == "torch":
+        from edge_inspector.runtime.torch_backend import TorchBackend
+
+        return TorchBackend(model, device)
+    from edge_inspector.export import ensure_onnx
+
+    onnx_path = ensure_onnx(model, onnx_path)
+    if name == "onnxruntime":
+        from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend(onnx_path, banks, device)
+    from edge_inspector.export import bank_input_names, bank_locations
+    from edge_inspector.runtime.tensorrt_backend import TensorRTBackend
+    from edge_inspector.runtime.tensorrt_engine import build_engine
+
+    engine = build_engine(onnx_path, dict(zip(bank_input_names(model), banks)), model.input_size,
+                          bank_locations(model), **engine_options)
+    return TensorRTBackend(engine, banks)

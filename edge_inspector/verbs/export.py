@@ -1,0 +1,82 @@
+"""`edge-inspector export`: ONNX (checked, parity with PyTorch) or a cached TensorRT engine built from it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_inspector.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export", help="export a model artefact to ONNX or a TensorRT engine, checking parity first",
+        description="Export one inference graph (normalisation -> backbone -> memory matching -> fusion -> "
+        "decoder -> anomaly map and image score) with the memory banks as inputs, check it with the ONNX "
+        "checker, then run it beside PyTorch on a set of images: the export fails, with the figures, unless "
+        "maps and scores agree within tolerance and every verdict is the same. --format tensorrt builds an "
+        "engine from that graph (cached under the artefact's folder by model, GPU and versions) and checks "
+        "it the same way against PyTorch on CUDA.")
+    p.add_argument("--artefact", type=Path, required=True, help="trained model artefact (.safetensors)")
+    p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx", help="what to export (default onnx)")
+    p.add_argument("--out", type=Path, help="ONNX output path (default: the artefact's name with .onnx)")
+    p.add_argument("--images", type=Path, help="folder of images to check parity on (default: synthetic parts)")
+    p.add_argument("--no-fp16", action="store_true", help="tensorrt: build in FP32")
+    p.add_argument("--int8", action="store_true", help="tensorrt: INT8, calibrated on the parity images")
+    p.add_argument("--max-batch", type=int, default=8, help="tensorrt: largest batch of the engine (default 8)")
+    p.add_argument("--rebuild", action="store_true", help="tensorrt: build even when the cache holds the engine")
+    p.set_defaults(func=run)
+
+
+def _images(folder: Path | None, size: int):
+    from edge_inspector.export import parity_images
+
+    if not folder:
+        return parity_images(size)
+    from edge_inspector.data.folder import list_images, require_dir
+    from edge_inspector.imageio import read_image, to_tensor_layout
+
+    read = [read_image(p, size) for p in list_images(require_dir(folder, "parity image folder"))]
+    read = [im for im in read if im is not None]
+    if not read:
+        raise UserError(f"{folder}: no readable images to check parity on")
+    return to_tensor_layout(read)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_inspector.artefact import load_artefact
+    from edge_inspector.export import check_parity, export_onnx
+    from edge_inspector.runtime import require
+    from edge_inspector.runtime.torch_backend import TorchBackend
+
+    require("onnxruntime" if args.format == "onnx" else "tensorrt")
+    model = load_artefact(args.artefact)
+    images = _images(args.images, model.input_size)
+    out = export_onnx(model, args.out or args.artefact.with_suffix(".onnx"))
+    banks = [b.numpy() for b in model.banks]
+    if args.format == "onnx":
+        from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+        reference, candidate, what = TorchBackend(model), lambda: OnnxRuntimeBackend(out, banks), f"ONNX graph: {out}"
+    else:
+        from edge_inspector.export import bank_input_names, bank_locations
+        from edge_inspector.runtime.tensorrt_backend import TensorRTBackend
+        from edge_inspector.runtime.tensorrt_engine import build_engine
+
+        engine = build_engine(out, dict(zip(bank_input_names(model), banks)), model.input_size,
+                              bank_locations(model), fp16=not args.no_fp16,
+                              int8_images=images if args.int8 else None, max_batch=args.max_batch,
+                              rebuild=args.rebuild)
+        # FP32 CUDA reference: the engine's own precision is what is being checked
+        reference, candidate = TorchBackend(model, "cuda", fp16=False), lambda: TensorRTBackend(engine, banks)
+        what = f"TensorRT engine: {engine}"
+    try:
+        figures = check_parity(reference, candidate(), images, model.threshold)
+    except UserError:
+        if args.format == "onnx":
+            out.unlink(missing_ok=True)  # a graph that does not match is not left behind to be used
+        raise
+    print(what)
+    print(f"parity with PyTorch on {figures['images']} images: max map difference {figures['max_map_difference']:.2e}, "
+          f"max score difference {figures['max_score_difference']:.2e}, verdicts differing {figures['verdicts_differing']}")
+    return 0
