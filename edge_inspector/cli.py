@@ -16,7 +16,6 @@ log = logging.getLogger("edge_inspector")
 
 # verbs that later work fills in: each says so plainly instead of pretending
 PLANNED = {
-    "run": "run the line service: camera -> model -> verdicts over MQTT (systemd unit)",
     "calibrate": "collect normal samples from the station's camera and set the threshold",
     "demo": "the embedded end-to-end demo (synthetic product, calibrate, train, run)",
 }
@@ -209,10 +208,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     _eval_parser(sub)
     _train_parser(sub)
-    from edge_inspector.verbs import bench, export
+    from edge_inspector.verbs import bench, export, run
 
     export.register(sub)
     bench.register(sub)
+    run.register(sub)
     for verb, text in PLANNED.items():
         p = sub.add_parser(verb, help=f"{text} (not built yet)", description=f"{text}. Not built yet: "
                            "this verb exits with code 3 until its issue lands.")

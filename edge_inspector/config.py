@@ -72,22 +72,35 @@ class DatasetConfig(Strict):
 class ThresholdConfig(Strict):
     target_false_reject_rate: float = Field(0.01, gt=0, lt=0.5, description="Share of held-out training normals allowed above the threshold.")
     override: float | None = Field(None, description="Fixed operating threshold instead of the one chosen from training data.")
-    min_defect_area: int = Field(0, ge=0, description="Smallest defect region in model pixels that makes a part NG.")
+    min_defect_area: int = Field(0, ge=0, description="Smallest defect region, in frame pixels, that makes a part NG "
+                                 "(0: the image score alone decides).")
+    pixel_threshold: float = Field(0.5, gt=0, lt=1, description="Anomaly-map level above which a pixel is defective.")
 
 
-class FolderCameraConfig(Strict):
+Roi = Annotated[list[int], Field(min_length=4, max_length=4, description="[x, y, width, height] in frame pixels.")]
+
+
+class CameraCommon(Strict):
+    name: str | None = Field(None, description="Camera name in verdicts; default: the type and its source.")
+    reconnect_min_s: float = Field(1.0, gt=0, description="First wait before reopening a lost camera.")
+    reconnect_max_s: float = Field(30.0, gt=0, description="Longest wait between attempts (doubling back-off).")
+
+
+class FolderCameraConfig(CameraCommon):
     type: Literal["folder"]
     path: Path = Field(description="Folder of images replayed in name order.")
     fps: float = Field(2.0, gt=0, description="Replay rate.")
     loop: bool = Field(False, description="Start over at the end.")
+    trigger: Literal["free-run", "software"] = Field("free-run", description="software: one image per trigger command.")
 
 
-class OpenCVCameraConfig(Strict):
+class OpenCVCameraConfig(CameraCommon):
     type: Literal["opencv"]
     source: int | str = Field(description="Device index, video file, RTSP/HTTP URL or GStreamer pipeline.")
+    gstreamer: bool = Field(False, description="source is a GStreamer pipeline (cv2.CAP_GSTREAMER).")
 
 
-class PylonCameraConfig(Strict):
+class PylonCameraConfig(CameraCommon):
     type: Literal["pylon"]
     serial: str | None = Field(None, description="Serial number; or user_name; or neither for the first camera.")
     user_name: str | None = Field(None, description="User-defined camera name.")
@@ -95,6 +108,13 @@ class PylonCameraConfig(Strict):
     exposure_us: float | None = Field(None, gt=0, description="Exposure time in microseconds.")
     gain_db: float | None = Field(None, ge=0, description="Gain in dB.")
     pixel_format: str | None = Field(None, description="Camera pixel format, e.g. Mono8 or BayerRG8.")
+    roi: Roi | None = Field(None, description="Sensor region [x, y, width, height] set on the camera.")
+    output: Literal["bgr", "mono"] = Field("bgr", description="What frames are converted to.")
+    trigger_line: str = Field("Line1", description="Input line of the hardware trigger.")
+    timeout_ms: int = Field(5000, gt=0, description="Longest wait for one image before the camera counts as lost.")
+    features: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Further GenICam features set in order on open (e.g. the emulator's "
+        "ImageFilename); a name the camera lacks is a one-line error.")
 
 
 CameraConfig = Annotated[
@@ -118,6 +138,9 @@ class MqttConfig(Strict):
     password_env: str | None = Field(None, description="Environment variable that holds the password.")
     password_file: Path | None = Field(None, description="File that holds the password (e.g. a systemd credential).")
     tls: TlsConfig | None = Field(None, description="TLS settings; absent: plain TCP.")
+    keepalive: int = Field(30, ge=5, description="Keep-alive in seconds (the last will fires after 1.5x this).")
+    publish_mask: Literal["always", "ng", "never"] = Field("ng", description="When the defect mask PNG is published.")
+    outbox_max_mb: float = Field(256.0, gt=0, description="Disk bound of the outbox of unacknowledged messages.")
 
     @model_validator(mode="before")
     @classmethod
@@ -145,6 +168,24 @@ class RuntimeConfig(Strict):
     device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0.")
 
 
+class InspectionConfig(Strict):
+    mode: Literal["resize", "tiles"] = Field("resize", description="Whole frame resized to the model input, or "
+                                              "overlapping tiles at native resolution stitched back.")
+    tile_size: int | None = Field(None, ge=32, description="Tile side in frame pixels; default: the model input size.")
+    overlap: float = Field(0.25, ge=0, lt=0.9, description="Share of a tile that overlaps its neighbour.")
+    roi: Roi | None = Field(None, description="Region of the frame that is inspected; default: all of it.")
+    batch: int = Field(8, ge=1, description="Tiles per inference call.")
+
+
+class ServiceConfig(Strict):
+    state_dir: Path | None = Field(None, description="Outbox and archive; default: $STATE_DIRECTORY (systemd) or ./state.")
+    queue_size: int = Field(4, ge=1, description="Frames waiting for inference; free-run drops the oldest beyond it.")
+    metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus metrics on this port; absent: off.")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint listens on.")
+    archive_max_items: int = Field(1000, ge=0, description="NG images (with masks) kept for review; 0: no archive.")
+    watchdog: bool = Field(True, description="Send WATCHDOG=1 from inference progress when systemd asks for it.")
+
+
 class StationConfig(Strict):
     station: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Station name (used in topics and paths).")
     model: ModelConfig
@@ -153,6 +194,8 @@ class StationConfig(Strict):
     dataset: DatasetConfig | None = Field(None, description="Data for eval/train.")
     camera: CameraConfig | None = Field(None, description="The station's camera.")
     mqtt: MqttConfig | None = Field(None, description="Broker for verdicts; absent: no publishing.")
+    inspection: InspectionConfig = Field(default_factory=InspectionConfig)
+    service: ServiceConfig = Field(default_factory=ServiceConfig)
 
 
 # tags pydantic inserts into error locations of discriminated unions: not keys of the file

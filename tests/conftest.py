@@ -1,4 +1,8 @@
+import os
 from pathlib import Path
+
+# two emulated Basler cameras for the pylon tests; pypylon reads this when it is first imported
+os.environ.setdefault("PYLON_CAMEMU", "2")
 
 import pytest
 
@@ -32,3 +36,16 @@ def tiny_kmdgan(product_set, tmp_path_factory):
     cfg = KMDGANModelConfig(kind="kmdgan", input_size=128, bank_size=2000, iterations=40, batch_size=6)
     out = tmp_path_factory.mktemp("model") / "tiny.safetensors"
     return split, train_kmdgan(split, cfg, out, target_false_reject_rate=0.1, seed=1, progress=False)
+
+
+@pytest.fixture(scope="session")
+def replay_200(product_set, tmp_path_factory) -> Path:
+    """200 replay frames (the product set's parts, good and defective, in turn) for the service tests."""
+    import shutil
+
+    files = sorted(product_set.rglob("*.png"))
+    files = [f for f in files if "masks" not in f.parts]
+    out = tmp_path_factory.mktemp("replay")
+    for i in range(200):
+        shutil.copy(files[i % len(files)], out / f"frame_{i:04d}.png")
+    return out

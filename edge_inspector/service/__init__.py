@@ -1,0 +1,1 @@
+"""The line service: camera -> queue -> model -> postprocess -> outbox -> MQTT, under systemd."""

@@ -1,0 +1,283 @@
+"""The line service: capture thread -> FrameQueue -> inference loop -> outbox -> MQTT.
+
+Start: outbox and broker link, model loaded and warmed up, camera opened; then READY=1. The
+inference loop sends WATCHDOG=1 as it goes round (its progress, not a timer). SIGTERM: stop
+capturing, drain the queue (every captured frame gets its verdict), flush the outbox to the
+broker (bounded wait; what is left stays on disk for the next start), publish "offline", exit 0.
+No fault of a frame, a camera, a command or the broker stops the service: each is a log line,
+a status change and, for a frame, an ERROR verdict.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from edge_inspector.cameras import open_camera
+from edge_inspector.errors import ConfigError, UserError
+from edge_inspector.service.archive import Archive
+from edge_inspector.service.commands import BadCommand, parse, request_id_of
+from edge_inspector.service.frame_queue import FrameQueue
+from edge_inspector.service.inspect import inspect_frame
+from edge_inspector.service.metrics import Metrics
+from edge_inspector.service.mqtt import MqttLink, Topics
+from edge_inspector.service.notify import Notifier
+from edge_inspector.service.outbox import Outbox
+from edge_inspector.service.postprocess import decide
+from edge_inspector.service.verdict import encode, mask_png, verdict_message
+
+log = logging.getLogger(__name__)
+
+FLUSH_TIMEOUT_S = 10.0
+
+
+def state_dir(cfg) -> Path:
+    if cfg.service.state_dir is not None:
+        return cfg.service.state_dir
+    env = os.environ.get("STATE_DIRECTORY")  # systemd's StateDirectory=
+    return Path(env.split(":")[0]) if env else Path("state") / cfg.station
+
+
+def load_model(cfg):
+    from edge_inspector.artefact import load_artefact
+    from edge_inspector.runtime import open_backend
+
+    if cfg.model.kind != "kmdgan" or cfg.model.artefact is None:
+        raise ConfigError("model.artefact: the line service runs a trained KMDGAN artefact; set model.kind: kmdgan "
+                          "and model.artefact (edge-inspector train writes one)")
+    model = load_artefact(cfg.model.artefact)
+    backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device)
+    backend.warmup(model.input_size)
+    return model, backend
+
+
+class LineService:
+    def __init__(self, cfg, echo=None, exit_when_done: bool = False):
+        self.cfg, self.echo, self.exit_when_done = cfg, echo, exit_when_done
+        self.stop_event = threading.Event()
+        self.reload_event = threading.Event()
+        self.state: dict = {"state": "starting", "camera_connected": False, "camera_error": None,
+                            "broker_connected": False, "broker_error": None}
+        self.metrics = Metrics()
+        self.notifier = Notifier(cfg.service.watchdog)
+        root = state_dir(cfg)
+        self.outbox = Outbox(root / "outbox.sqlite3", int((cfg.mqtt.outbox_max_mb if cfg.mqtt else 1) * 2**20))
+        self.archive = Archive(root / "archive", cfg.service.archive_max_items)
+        self.queue = FrameQueue(cfg.service.queue_size)
+        self.topics = Topics(cfg.mqtt.topic_prefix, cfg.station) if cfg.mqtt else None
+        self.link = MqttLink(cfg.mqtt, cfg.station, self.outbox, self.on_command, self.set_state) if cfg.mqtt else None
+        self.camera = open_camera(cfg.camera, self.set_state)
+        self.model = self.backend = None
+        self.counts = {"OK": 0, "NG": 0, "ERROR": 0}
+
+    # --- state and status ---
+    def set_state(self, **changes) -> None:
+        if "camera_connected" in changes:
+            self.metrics.camera_connected.set(int(changes["camera_connected"]))
+        if "broker_connected" in changes:
+            self.metrics.broker_connected.set(int(changes["broker_connected"]))
+        self.state.update(changes)
+        if self.link is not None and self.link.connected.is_set():
+            self.link.publish_detail(encode(self.status()))
+        if self.state["state"] == "running":
+            self.notifier.status(self.summary())
+
+    def summary(self) -> str:
+        s = self.state
+        cam = "camera ok" if s["camera_connected"] else f"camera down ({s['camera_error']})"
+        broker = "no broker" if self.link is None else "broker ok" if s["broker_connected"] else "broker down"
+        return f"{cam}; {broker}; verdicts OK {self.counts['OK']} NG {self.counts['NG']} ERROR {self.counts['ERROR']}"
+
+    def status(self) -> dict:
+        model = self.model
+        return {**self.state, "station": self.cfg.station, "camera": self.camera.health(),
+                "queue_depth": len(self.queue), "outbox_depth": self.outbox.depth(),
+                "last_seq": self.outbox.last_seq(), "dropped_frames": self.queue.dropped, "verdicts": dict(self.counts),
+                "model": None if model is None else self.model_info(), "time": time.time()}
+
+    def model_info(self) -> dict:
+        return {"version": self.model.meta.get("version"), "sha256": str(self.model.meta.get("sha256"))[:16],
+                "artefact": Path(self.model.path).name if self.model.path else None, "backend": self.backend.name}
+
+    @property
+    def threshold(self) -> float:
+        override = self.cfg.threshold.override
+        return float(override) if override is not None else self.model.threshold
+
+    # --- commands (paho's thread): quick, and never raise ---
+    def on_command(self, payload: bytes) -> None:
+        try:
+            cmd = parse(payload)
+        except BadCommand as exc:
+            log.warning("malformed command ignored: %s", exc)
+            self._reply(request_id_of(payload), None, error=str(exc))
+            return
+        try:
+            if cmd.name == "trigger":
+                self.camera.trigger(cmd.part_id)
+                self._reply(cmd.request_id, cmd.name, result={"part_id": cmd.part_id})
+            elif cmd.name == "reload":
+                self.reload_event.set()  # done by the inference loop, between two frames
+                self._reply(cmd.request_id, cmd.name, result={"reload": "scheduled"})
+            else:
+                self._reply(cmd.request_id, cmd.name, result=self.status())
+        except Exception as exc:  # a camera that refuses a trigger, for one
+            log.warning("command %s failed: %s", cmd.name, exc)
+            self._reply(cmd.request_id, cmd.name, error=str(exc))
+
+    def _reply(self, request_id, command, result=None, error=None) -> None:
+        if self.link is not None:
+            self.link.reply(encode({"request_id": request_id, "command": command, "ok": error is None,
+                                    "result": result, "error": error}))
+
+    def _reload(self) -> None:
+        try:
+            model, backend = load_model(self.cfg)
+        except UserError as exc:
+            log.error("reload failed, the running model stays: %s", exc)
+            self.set_state(last_reload_error=str(exc))
+            return
+        self.model, self.backend = model, backend
+        log.info("model reloaded: %s (threshold %.4f)", model.path, self.threshold)
+        self.set_state(last_reload_error=None, reloaded_at=time.time())
+
+    # --- threads ---
+    def _capture(self) -> None:
+        while not self.stop_event.is_set():
+            frame = self.camera.grab(0.2)
+            if frame is None:
+                if self.camera.exhausted and self.exit_when_done and len(self.queue) == 0:
+                    self.stop_event.set()
+                continue
+            self.metrics.frames.inc()
+            if not self.queue.put(frame):
+                self.metrics.drops.inc()
+            self.metrics.queue_depth.set(len(self.queue))
+
+    def process(self, queued_at: float, frame) -> dict:
+        t0 = time.monotonic()
+        decision, score, error, insp = None, None, frame.error, self.cfg.inspection
+        if frame.image is None:
+            self.metrics.unreadable.inc()
+            log.warning("unreadable frame from %s: %s", frame.camera, frame.error)
+        else:
+            try:
+                result = inspect_frame(frame.image, self.backend.infer, self.model.input_size, insp)
+                score = result.score
+                t1 = time.monotonic()
+                decision = decide(result.anomaly_map, score, self.threshold, self.cfg.threshold.pixel_threshold,
+                                  self.cfg.threshold.min_defect_area)
+            except Exception as exc:  # a frame that breaks inspection must not break the line
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("frame from %s could not be inspected: %s", frame.camera, error)
+        t2 = time.monotonic()
+        if decision is None:
+            t1 = t2
+        latency = {"queue": (t0 - queued_at) * 1000, "preprocess_and_inference": (t1 - t0) * 1000,
+                   "postprocess": (t2 - t1) * 1000}
+        verdict = decision.verdict if decision is not None else "ERROR"
+        mask = decision.mask if decision is not None else None
+        send_mask = self.cfg.mqtt is not None and mask is not None and (
+            self.cfg.mqtt.publish_mask == "always" or (self.cfg.mqtt.publish_mask == "ng" and verdict == "NG"))
+        model = self.model_info()
+        message = {}
+
+        def make(seq: int):
+            latency["total"] = (time.monotonic() - queued_at) * 1000
+            message.update(verdict_message(seq, self.cfg.station, frame, decision, score, self.threshold, latency,
+                                           model, insp.mode, error, self.topics.mask(seq) if send_mask else None))
+            if self.topics is None:
+                return []
+            out = [(self.topics.verdict, encode(message), 1, False, "verdict")]
+            if send_mask:
+                out.append((self.topics.mask(seq), mask_png(mask), 1, False, "mask"))
+            return out
+
+        seq = self.outbox.add_verdict(make)
+        if self.link is not None:
+            self.link.notify()
+        t3 = time.monotonic()
+        latency["publish"] = (t3 - t2) * 1000
+        for stage, ms in latency.items():
+            self.metrics.latency.labels(stage).observe(ms / 1000)
+        self.metrics.verdicts.labels(verdict).inc()
+        self.metrics.outbox_depth.set(self.outbox.depth())
+        self.counts[verdict] += 1
+        if verdict == "NG":
+            self.archive.add(seq, frame.image, mask)
+        if self.echo:
+            self.echo(message)
+        return message
+
+    def _install_signals(self) -> None:
+        def stop(signum, _frame):
+            log.info("%s: stopping (drain, flush, offline)", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+    def run(self, install_signals: bool = True) -> int:
+        if install_signals:
+            self._install_signals()
+        if self.cfg.service.metrics_port:
+            self.metrics.serve(self.cfg.service.metrics_host, self.cfg.service.metrics_port)
+        if self.link is not None:
+            self.link.start()
+        self.model, self.backend = load_model(self.cfg)
+        log.info("model %s on %s warm (threshold %.4f); verdict sequence continues after %d",
+                 self.cfg.model.artefact, self.backend.name, self.threshold, self.outbox.last_seq())
+        capture = threading.Thread(target=self._capture, name="capture", daemon=True)
+        capture.start()
+        ready = False
+        while True:
+            if not ready and (self.state["camera_connected"] or self.stop_event.is_set()):
+                self.state["state"] = "running"
+                self.notifier.ready(self.summary())
+                ready = True
+            if self.reload_event.is_set():
+                self.reload_event.clear()
+                self._reload()
+            item = self.queue.get(0.2)
+            self.notifier.progress()
+            if item is not None:
+                self.process(*item)
+                self.metrics.queue_depth.set(len(self.queue))
+            elif self.stop_event.is_set() and not capture.is_alive():
+                break
+            if self.stop_event.is_set() and capture.is_alive():
+                capture.join(timeout=0.05)  # stops after its current grab; the queue drains after it
+        return self.shutdown()
+
+    def shutdown(self) -> int:
+        self.notifier.stopping()
+        self.set_state(state="stopping")
+        self.camera.close()
+        if self.link is not None:
+            if not self.link.flush(FLUSH_TIMEOUT_S):
+                log.warning("broker did not acknowledge %d message(s) in %.0f s; they stay in the outbox for the "
+                            "next start", self.outbox.depth(), FLUSH_TIMEOUT_S)
+            self.link.stop()
+        self.outbox.close()
+        self.metrics.close()
+        log.info("stopped: %s", self.summary())
+        return 0
+
+
+def run_service(cfg, echo=None, exit_when_done: bool = False) -> int:
+    if cfg.camera is None:
+        raise ConfigError("camera: the line service needs a camera section (type folder, opencv or pylon)")
+    return LineService(cfg, echo, exit_when_done).run()
+
+
+def print_verdict(message: dict) -> None:
+    regions = message["regions"]
+    where = f", {len(regions)} region(s), largest {regions[0]['area']} px at {regions[0]['bbox']}" if regions else ""
+    score = "-" if message["score"] is None else f"{message['score']:.3f}"
+    print(f"#{message['seq']} {message['verdict']} score {score} (threshold {message['threshold']:.3f}){where}"
+          f" [{message['frame']['source'] or message['camera']}, {message['latency_ms']['total']:.0f} ms]"
+          + (f" error: {message['error']}" if message["error"] else ""), flush=True)

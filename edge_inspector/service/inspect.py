@@ -1,0 +1,86 @@
+"""From a camera frame of any size to an anomaly map at frame resolution and an image score.
+
+resize: the region of interest is resized to the model input and its map resized back.
+tiles: the region is cut into overlapping tiles of tile_size frame pixels, each resized to the
+model input (no resize when tile_size is the input size), inferred in batches, and stitched back
+by averaging where tiles overlap; the image score is the largest tile score. A defect of a few
+pixels on a 20-megapixel frame keeps its pixels instead of being averaged away by a 100x resize.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from edge_inspector.errors import UserError
+from edge_inspector.imageio import to_tensor_layout
+
+
+@dataclass
+class Inspection:
+    anomaly_map: np.ndarray  # (H, W) float32 at frame resolution; 0 outside the region of interest
+    score: float
+    tiles: int
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+    return image
+
+
+def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
+    """Start positions covering [0, length) with tiles of size tile overlapping by about overlap."""
+    if length <= tile:
+        return [0]
+    step = max(1, int(round(tile * (1 - overlap))))
+    starts = list(range(0, length - tile, step))
+    starts.append(length - tile)  # the last tile ends at the border
+    return starts
+
+
+def region(shape: tuple[int, int], roi: list[int] | None) -> tuple[int, int, int, int]:
+    h, w = shape
+    if roi is None:
+        return 0, 0, w, h
+    x, y, rw, rh = roi
+    if x < 0 or y < 0 or rw <= 0 or rh <= 0 or x + rw > w or y + rh > h:
+        raise UserError(f"inspection.roi {roi} lies outside the {w} x {h} frame")
+    return x, y, rw, rh
+
+
+def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
+    """infer: (B, 3, S, S) float32 -> (maps (B, S, S), scores (B,)); cfg: InspectionConfig."""
+    x, y, w, h = region(image.shape[:2], cfg.roi)
+    part = _bgr(image[y : y + h, x : x + w])
+    full = np.zeros(image.shape[:2], np.float32)
+    if cfg.mode == "resize":
+        maps, scores = infer(to_tensor_layout([cv2.resize(part, (size, size), interpolation=cv2.INTER_AREA)]))
+        full[y : y + h, x : x + w] = cv2.resize(maps[0], (w, h), interpolation=cv2.INTER_LINEAR)
+        return Inspection(full, float(scores[0]), 1)
+    tile = cfg.tile_size or size
+    if tile > min(w, h):
+        part = cv2.copyMakeBorder(part, 0, max(0, tile - h), 0, max(0, tile - w), cv2.BORDER_REFLECT)
+    ph, pw = part.shape[:2]
+    boxes = [(ty, tx) for ty in tile_origins(ph, tile, cfg.overlap) for tx in tile_origins(pw, tile, cfg.overlap)]
+    acc = np.zeros((ph, pw), np.float32)
+    hits = np.zeros((ph, pw), np.float32)
+    best = -np.inf
+    for start in range(0, len(boxes), cfg.batch):
+        chunk = boxes[start : start + cfg.batch]
+        crops = [part[ty : ty + tile, tx : tx + tile] for ty, tx in chunk]
+        if tile != size:
+            crops = [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops]
+        maps, scores = infer(to_tensor_layout(crops))
+        best = max(best, float(scores.max()))
+        for (ty, tx), m in zip(chunk, maps):
+            if tile != size:
+                m = cv2.resize(m, (tile, tile), interpolation=cv2.INTER_LINEAR)
+            acc[ty : ty + tile, tx : tx + tile] += m
+            hits[ty : ty + tile, tx : tx + tile] += 1
+    full[y : y + h, x : x + w] = (acc / np.maximum(hits, 1))[:h, :w]
+    return Inspection(full, best, len(boxes))

@@ -1,0 +1,186 @@
+"""MQTT link (paho-mqtt 2.x, VERSION2 callbacks): drains the outbox to the broker at QoS 1 and
+removes a message only on its PUBACK; a retained status topic ("online" on connect, "offline" as
+the last will and on a clean stop); commands in, replies out.
+
+Topics, under <prefix>/<station>/: status (retained "online"/"offline"), status/detail (retained
+JSON), verdict (JSON, QoS 1), mask/<seq> (PNG, QoS 1), command (in), reply (out). See docs/mqtt.md.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import ssl
+import threading
+import time
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_inspector.service.outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+WINDOW = 50  # messages in flight at once: enough to keep a LAN link busy, few to resend
+
+
+class Topics:
+    def __init__(self, prefix: str, station: str):
+        base = f"{prefix.rstrip('/')}/{station}"
+        self.status, self.detail = f"{base}/status", f"{base}/status/detail"
+        self.verdict, self.command, self.reply = f"{base}/verdict", f"{base}/command", f"{base}/reply"
+        self.mask_prefix = f"{base}/mask"
+
+    def mask(self, seq: int) -> str:
+        return f"{self.mask_prefix}/{seq}"
+
+
+class MqttLink:
+    def __init__(self, cfg, station: str, outbox: Outbox, on_command: Callable[[bytes], None] | None = None,
+                 status: Callable[..., None] | None = None):
+        self.cfg, self.outbox = cfg, outbox
+        self.topics = Topics(cfg.topic_prefix, station)
+        self.on_command = on_command or (lambda payload: None)
+        self.status = status or (lambda **kw: None)
+        self.connected = threading.Event()
+        self.wake = threading.Event()
+        self.acks: queue.Queue = queue.Queue()
+        self.stopping = threading.Event()
+        self.error: str | None = None
+        self.rejected = 0
+        protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edge-inspector-{station}",
+                                  protocol=protocol)
+        self.client.max_inflight_messages_set(WINDOW)
+        self.client.reconnect_delay_set(1, 30)
+        self.client.will_set(self.topics.status, b"offline", qos=1, retain=True)
+        if cfg.username:
+            self.client.username_pw_set(cfg.username, cfg.password())
+        if cfg.tls:
+            self.client.tls_set(ca_certs=cfg.tls.ca_file and str(cfg.tls.ca_file),
+                                certfile=cfg.tls.cert_file and str(cfg.tls.cert_file),
+                                keyfile=cfg.tls.key_file and str(cfg.tls.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.sender = threading.Thread(target=self._send_loop, name="mqtt-outbox", daemon=True)
+
+    # --- callbacks (paho's network thread) ---
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            why = f"broker {self.cfg.host}:{self.cfg.port} refused the connection: {reason_code}"
+            if why != self.error:
+                log.error("%s (check mqtt.username and the password source)", why)
+            self.error = why
+            self.status(broker_connected=False, broker_error=why)
+            return
+        if self.error:
+            log.info("broker %s:%d connected again", self.cfg.host, self.cfg.port)
+        else:
+            log.info("broker %s:%d connected", self.cfg.host, self.cfg.port)
+        self.error = None
+        client.publish(self.topics.status, b"online", qos=1, retain=True)
+        client.subscribe(self.topics.command, qos=1)
+        self.connected.set()
+        self.acks.put(None)  # tells the sender to resend everything unacknowledged
+        self.wake.set()
+        self.status(broker_connected=True, broker_error=None)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was = self.connected.is_set()
+        self.connected.clear()
+        if not self.stopping.is_set():
+            why = f"broker {self.cfg.host}:{self.cfg.port} connection lost: {reason_code}"
+            if was:
+                log.warning("%s; verdicts wait in the outbox", why)
+            self.error = self.error or why
+            self.status(broker_connected=False, broker_error=self.error)
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self.acks.put((mid, reason_code))  # handled by the sender thread, which owns the mid map
+        self.wake.set()
+
+    def _on_message(self, client, userdata, message) -> None:
+        if message.topic == self.topics.command:
+            self.on_command(message.payload)
+
+    # --- the sender thread ---
+    def _send_loop(self) -> None:
+        inflight: dict[int, int] = {}  # paho mid -> outbox id
+        cursor = 0
+        while not (self.stopping.is_set() and not self.connected.is_set()):
+            self.wake.wait(0.2)
+            self.wake.clear()
+            while True:
+                try:
+                    item = self.acks.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:  # (re)connected: what paho had in flight may be gone with the session
+                    inflight.clear()
+                    cursor = 0
+                    continue
+                mid, reason = item
+                row = inflight.pop(mid, None)
+                if row is not None:
+                    if reason.is_failure:
+                        self.rejected += 1
+                        log.error("broker rejected message %d: %s; dropped", row, reason)
+                    self.outbox.ack(row)
+            if not self.connected.is_set():
+                if self.stopping.is_set():
+                    return
+                continue
+            room = WINDOW - len(inflight)
+            if room <= 0:
+                continue
+            for msg in self.outbox.pending(cursor, room):
+                info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    break  # disconnected meanwhile: resent after the next connect
+                inflight[info.mid] = msg.id
+                cursor = msg.id
+
+    def start(self) -> None:
+        self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
+        self.client.loop_start()
+        self.sender.start()
+
+    def notify(self) -> None:
+        """New messages are in the outbox."""
+        self.wake.set()
+
+    def reply(self, payload: bytes) -> None:
+        if self.connected.is_set():
+            self.client.publish(self.topics.reply, payload, qos=1)
+
+    def publish_detail(self, payload: bytes) -> None:
+        if self.connected.is_set():
+            self.client.publish(self.topics.detail, payload, qos=1, retain=True)
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until the broker has acknowledged everything in the outbox (True) or timeout."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if self.outbox.depth() == 0:
+                return True
+            self.wake.set()
+            time.sleep(0.05)
+        return self.outbox.depth() == 0
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Publish "offline" (retained) where connected, then disconnect; the outbox keeps the rest."""
+        if self.connected.is_set():
+            info = self.client.publish(self.topics.status, b"offline", qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass  # lost the link meanwhile: the last will says "offline" instead
+        self.stopping.set()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self.connected.clear()
+        self.wake.set()
+        self.sender.join(timeout)

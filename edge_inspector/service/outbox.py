@@ -1,0 +1,117 @@
+"""Disk-backed outbox (SQLite): every message to the broker is written here first and removed only
+when the broker acknowledges it (PUBACK), so no verdict is lost while the broker is down or across
+a restart of the service. The verdict sequence counter lives in the same database and is advanced
+in the same transaction that stores the verdict, so a sequence number is never skipped.
+
+Bound (max_bytes of payload): when a new message would pass it, mask images are dropped first,
+oldest first; verdicts are dropped (oldest first, counted and logged) only when nothing but
+verdicts is left. Masks can be recomputed from the archive; a verdict cannot.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    topic TEXT NOT NULL, payload BLOB NOT NULL, qos INTEGER NOT NULL, retain INTEGER NOT NULL,
+    kind TEXT NOT NULL, seq INTEGER
+);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+@dataclass
+class Message:
+    id: int
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    kind: str  # "verdict" or "mask"
+    seq: int | None
+
+
+class Outbox:
+    def __init__(self, path: Path, max_bytes: int = 256 << 20):
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path, self.max_bytes = path, max_bytes
+        # one connection shared by the pipeline and the MQTT threads, serialised by a lock
+        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")  # a verdict on disk survives a power cut
+        self.db.executescript(SCHEMA)
+        self.lock = threading.Lock()
+        self.dropped = {"verdict": 0, "mask": 0}
+        self._bytes = self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
+
+    def last_seq(self) -> int:
+        row = self.db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
+        return row[0] if row else 0
+
+    def add_verdict(self, make: Callable[[int], list[tuple[str, bytes, int, bool, str]]]) -> int:
+        """Allocate the next sequence number and store the messages make(seq) returns, atomically.
+
+        make(seq) -> [(topic, payload, qos, retain, kind)]. Returns seq.
+        """
+        with self.lock:
+            seq = self.last_seq() + 1
+            messages = make(seq)
+            size = sum(len(m[1]) for m in messages)
+            self._make_room(size)
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                self.db.execute("INSERT INTO counters VALUES ('seq', ?) ON CONFLICT(name) DO UPDATE SET value = ?",
+                                (seq, seq))
+                self.db.executemany("INSERT INTO messages (topic, payload, qos, retain, kind, seq) VALUES (?,?,?,?,?,?)",
+                                    [(t, p, q, int(r), k, seq) for t, p, q, r, k in messages])
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self._bytes += size
+            return seq
+
+    def _make_room(self, size: int) -> None:
+        for kind in ("mask", "verdict"):
+            while self._bytes + size > self.max_bytes:
+                row = self.db.execute("SELECT id, LENGTH(payload) FROM messages WHERE kind = ? ORDER BY id LIMIT 1",
+                                      (kind,)).fetchone()
+                if row is None:
+                    break
+                self.db.execute("DELETE FROM messages WHERE id = ?", (row[0],))
+                self._bytes -= row[1]
+                self.dropped[kind] += 1
+                if kind == "verdict":
+                    log.error("outbox full (%d MB): oldest unacknowledged verdict dropped", self.max_bytes >> 20)
+
+    def pending(self, after_id: int = 0, limit: int = 100) -> list[Message]:
+        """Unacknowledged messages in the order they were produced."""
+        with self.lock:
+            rows = self.db.execute("SELECT id, topic, payload, qos, retain, kind, seq FROM messages WHERE id > ? "
+                                   "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
+
+    def ack(self, message_id: int) -> None:
+        with self.lock:
+            row = self.db.execute("SELECT LENGTH(payload) FROM messages WHERE id = ?", (message_id,)).fetchone()
+            if row:
+                self.db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+                self._bytes -= row[0]
+
+    def depth(self) -> int:
+        with self.lock:
+            return self.db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()

@@ -1,0 +1,47 @@
+"""Verdict from an anomaly map and score: threshold, defect regions (connected components with
+bounding box, area and peak), minimum defect area."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+
+@dataclass
+class Region:
+    x: int
+    y: int
+    width: int
+    height: int
+    area: int
+    peak: float
+
+    def as_dict(self) -> dict:
+        return {"bbox": [self.x, self.y, self.width, self.height], "area": self.area, "peak": round(self.peak, 4)}
+
+
+@dataclass
+class Decision:
+    verdict: str  # OK or NG
+    regions: list[Region] = field(default_factory=list)
+    mask: np.ndarray | None = None  # uint8 0/255 at frame resolution
+
+
+def decide(anomaly_map: np.ndarray, score: float, threshold: float, pixel_threshold: float,
+           min_area: int, max_regions: int = 32) -> Decision:
+    """NG when the score reaches the threshold and, with min_area > 0, a region is at least that large.
+    Regions are listed, largest first, whatever the verdict (a SCADA view may show near-misses)."""
+    mask = (anomaly_map >= pixel_threshold).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    regions = []
+    for i in range(1, count):
+        x, y, w, h, area = (int(v) for v in stats[i])
+        if area < max(1, min_area):
+            continue
+        peak = float(anomaly_map[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].max())
+        regions.append(Region(x, y, w, h, area, peak))
+    regions.sort(key=lambda r: r.area, reverse=True)
+    ng = score >= threshold and (min_area == 0 or bool(regions))
+    return Decision("NG" if ng else "OK", regions[:max_regions], mask * 255)
