@@ -4,6 +4,7 @@ The shared broker on 1883 is never touched."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,8 @@ class Broker:
         self.port = free_port()
         lines = [f"listener {self.port} 127.0.0.1", "persistence true", f"persistence_location {self.dir}/",
                  "max_queued_messages 100000", f"log_dest file {self.dir}/mosquitto.log"]
+        if os.geteuid() == 0:
+            lines.append("user root")  # else mosquitto drops to its own user, who cannot read pytest's folders
         if users:
             pw = self.dir / "passwords"
             pw.write_text("")

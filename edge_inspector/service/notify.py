@@ -25,10 +25,11 @@ class Notifier:
         if not self.path:
             return
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)  # a reader that does not keep up must never stall the inspection loop
             try:
                 sock.sendto(message.encode(), self.path)
             except OSError:
-                pass  # systemd gone (shutdown): nothing to tell
+                pass  # systemd gone (shutdown) or its queue full: nothing to tell now
 
     def ready(self, status: str = "") -> None:
         self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
