@@ -136,7 +136,9 @@ class MqttConfig(Strict):
     topic_prefix: str = Field("edge-inspector", description="Topics are <prefix>/<station>/...")
     username: str | None = Field(None, description="User name.")
     password_env: str | None = Field(None, description="Environment variable that holds the password.")
-    password_file: Path | None = Field(None, description="File that holds the password (e.g. a systemd credential).")
+    password_file: Path | None = Field(None, description="File that holds the password.")
+    password_credential: str | None = Field(None, description="Name of a systemd credential (LoadCredential=) "
+                                            "that holds the password, read from $CREDENTIALS_DIRECTORY.")
     tls: TlsConfig | None = Field(None, description="TLS settings; absent: plain TCP.")
     keepalive: int = Field(30, ge=5, description="Keep-alive in seconds (the last will fires after 1.5x this).")
     publish_mask: Literal["always", "ng", "never"] = Field("ng", description="When the defect mask PNG is published.")
@@ -156,6 +158,15 @@ class MqttConfig(Strict):
             if value is None:
                 raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
             return value
+        if self.password_credential:
+            folder = os.environ.get("CREDENTIALS_DIRECTORY")
+            if not folder:
+                raise ConfigError(f"mqtt.password_credential: {self.password_credential}: $CREDENTIALS_DIRECTORY is "
+                                  "not set (only systemd's LoadCredential= provides it)")
+            path = Path(folder) / self.password_credential
+            if not path.is_file():
+                raise ConfigError(f"mqtt.password_credential: no credential {self.password_credential} in {folder}")
+            return path.read_text().strip()
         if self.password_file:
             if not self.password_file.is_file():
                 raise ConfigError(f"mqtt.password_file: file not found: {self.password_file}")
