@@ -35,13 +35,14 @@ def decide(anomaly_map: np.ndarray, score: float, threshold: float, pixel_thresh
     Regions are listed, largest first, whatever the verdict (a SCADA view may show near-misses)."""
     mask = (anomaly_map >= pixel_threshold).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.nonzero(areas >= max(1, min_area))[0]
+    # largest first; peaks only for the regions reported (a noisy map can have thousands)
+    keep = keep[np.argsort(-areas[keep], kind="stable")][:max_regions] + 1
     regions = []
-    for i in range(1, count):
+    for i in keep:
         x, y, w, h, area = (int(v) for v in stats[i])
-        if area < max(1, min_area):
-            continue
         peak = float(anomaly_map[y : y + h, x : x + w][labels[y : y + h, x : x + w] == i].max())
         regions.append(Region(x, y, w, h, area, peak))
-    regions.sort(key=lambda r: r.area, reverse=True)
     ng = score >= threshold and (min_area == 0 or bool(regions))
-    return Decision("NG" if ng else "OK", regions[:max_regions], mask * 255)
+    return Decision("NG" if ng else "OK", regions, mask * 255)

@@ -1,0 +1,152 @@
+#!/usr/bin/env python3
+"""Pipeline benchmark: the whole line-service loop (replay camera -> queue -> inference ->
+postprocess -> outbox) on this machine, per inspection mode. Prints a table and writes JSON.
+
+Reports frames per second, per-stage median latency, the model's own time per frame and the
+pipeline's overhead per frame (everything but the model: resize / tiling, stitching, regions,
+verdict JSON, mask PNG, the outbox's synchronous SQLite write). Image-file decoding happens in
+the capture thread (a real camera hands over a raw buffer instead) and is reported apart.
+
+    python tools/bench_pipeline.py --frames 60 --megapixels 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge_inspector.artefact import load_artefact, save_artefact  # noqa: E402
+from edge_inspector.bench import timing_model  # noqa: E402
+from edge_inspector.config import StationConfig  # noqa: E402
+from edge_inspector.data.synthetic_product import DEFECT_TYPES, _draw_defect, make_part  # noqa: E402
+from edge_inspector.service import app  # noqa: E402
+
+
+def frames(folder: Path, count: int, side: int, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        part = make_part(rng, side)
+        if i % 3 == 0:
+            part, _ = _draw_defect(part, DEFECT_TYPES[i % len(DEFECT_TYPES)], rng)
+        cv2.imwrite(str(folder / f"f{i:04d}.png"), part)
+    return folder
+
+
+class Timed:
+    """Wraps a backend: accumulates the model's own time for the frame in progress."""
+
+    def __init__(self, backend):
+        self.backend, self.name, self.ms = backend, backend.name, 0.0
+
+    def infer(self, images):
+        t = time.perf_counter()
+        out = self.backend.infer(images)
+        self.ms += (time.perf_counter() - t) * 1000
+        return out
+
+    def warmup(self, size):
+        self.backend.warmup(size)
+
+
+def run_mode(mode: str, artefact: Path, folder: Path, backend: str, state: Path, count: int) -> dict:
+    cfg = StationConfig.model_validate({
+        "station": "bench", "model": {"kind": "kmdgan", "artefact": str(artefact)},
+        "runtime": {"backend": backend}, "camera": {"type": "folder", "path": str(folder), "fps": 1000},
+        "inspection": {"mode": mode}, "service": {"state_dir": str(state / mode), "queue_size": count + 1,
+                                                  "archive_max_items": 0}})
+    timed: list[Timed] = []
+    original = app.load_model
+
+    def load(cfg):
+        model, b = original(cfg)
+        timed.append(Timed(b))
+        return model, timed[-1]
+
+    rows = []  # (latencies of the verdict, model ms, ms of the whole process() call)
+
+    def echo(message):
+        rows.append([message["latency_ms"], timed[-1].ms])
+        timed[-1].ms = 0.0
+
+    app.load_model = load
+    try:
+        service = app.LineService(cfg, echo=echo, exit_when_done=True)
+        process = service.process
+
+        def timed_process(*item):
+            t = time.perf_counter()
+            out = process(*item)
+            rows[-1].append((time.perf_counter() - t) * 1000)
+            return out
+
+        service.process = timed_process
+        started = time.perf_counter()
+        service.run(install_signals=False)
+        wall = time.perf_counter() - started
+    finally:
+        app.load_model = original
+    # the first frames wait for the model to load: the steady state is what a line sees
+    steady = rows[len(rows) // 5:]
+    stage = lambda k: statistics.median(r[0][k] for r in steady)  # noqa: E731
+    model_ms = statistics.median(r[1] for r in steady)
+    work = [r[2] for r in steady]
+    per_frame = statistics.median(work)
+    return {"mode": mode, "frames": len(rows), "wall_s": round(wall, 1),
+            "frames_per_s": round(1000 / per_frame, 2),
+            "stage_ms": {k: round(stage(k), 2) for k in ("preprocess_and_inference", "postprocess")},
+            "process_ms": round(per_frame, 2),
+            "model_ms": round(model_ms, 2),
+            "overhead_ms": round(statistics.median(w - r[1] for w, r in zip(work, steady)), 2)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--frames", type=int, default=60)
+    p.add_argument("--megapixels", type=float, default=1.0, help="square frames of about this size")
+    p.add_argument("--backend", default="onnxruntime")
+    p.add_argument("--artefact", type=Path, help="trained model (default: an untrained full-size timing model)")
+    p.add_argument("--modes", nargs="+", default=["resize", "tiles"])
+    p.add_argument("--out", type=Path, default=Path("reports/bench_pipeline.json"))
+    args = p.parse_args()
+    side = int(round((args.megapixels * 1e6) ** 0.5))
+    with tempfile.TemporaryDirectory(prefix="bench-pipeline-") as tmp:
+        tmp = Path(tmp)
+        artefact = args.artefact
+        if artefact is None:
+            m = timing_model()
+            artefact = save_artefact(tmp / "timing.safetensors", m.model, m.banks, 0.0, 256, {"timing": True})
+        load_artefact(artefact)
+        folder = frames(tmp / "frames", args.frames, side)
+        t = time.perf_counter()
+        for f in sorted(folder.iterdir()):
+            cv2.imread(str(f), cv2.IMREAD_UNCHANGED)
+        decode_ms = (time.perf_counter() - t) * 1000 / args.frames
+        results = [run_mode(mode, artefact, folder, args.backend, tmp / "state", args.frames) for mode in args.modes]
+    print(f"{side} x {side} frames ({side * side / 1e6:.2f} MP), backend {args.backend}, "
+          f"PNG decode in the capture thread {decode_ms:.1f} ms/frame")
+    print("| mode | frames/s | per frame ms | model ms | overhead ms | preprocess+inference ms | postprocess ms |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results:
+        s = r["stage_ms"]
+        print(f"| {r['mode']} | {r['frames_per_s']:.2f} | {r['process_ms']:.1f} | {r['model_ms']:.1f} | "
+              f"{r['overhead_ms']:.2f} | {s['preprocess_and_inference']:.1f} | {s['postprocess']:.2f} |")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"side": side, "backend": args.backend, "decode_ms": round(decode_ms, 2),
+                                    "results": results}, indent=2) + "\n")
+    print(f"JSON: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
