@@ -15,7 +15,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/edge-inspector eval --dataset synthetic
+	$(BIN)/edge-inspector demo
 
 test: setup
 	$(BIN)/python -m pytest -q

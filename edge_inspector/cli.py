@@ -10,15 +10,10 @@ import tempfile
 from pathlib import Path
 
 from edge_inspector import __version__
-from edge_inspector.errors import NotBuiltError, UserError
+from edge_inspector.errors import UserError
 
 log = logging.getLogger("edge_inspector")
 
-# verbs that later work fills in: each says so plainly instead of pretending
-PLANNED = {
-    "calibrate": "collect normal samples from the station's camera and set the threshold",
-    "demo": "the embedded end-to-end demo (synthetic product, calibrate, train, run)",
-}
 LAYOUT_CHOICES = ["folder", "magnetic-tile", "mvtec", "visa", "synthetic"]
 
 
@@ -208,21 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="verb", metavar="VERB", required=True)
     _eval_parser(sub)
     _train_parser(sub)
-    from edge_inspector.verbs import bench, export, run
+    from edge_inspector.verbs import bench, calibrate, demo, export, run
 
     export.register(sub)
     bench.register(sub)
     run.register(sub)
-    for verb, text in PLANNED.items():
-        p = sub.add_parser(verb, help=f"{text} (not built yet)", description=f"{text}. Not built yet: "
-                           "this verb exits with code 3 until its issue lands.")
-        p.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
-        p.set_defaults(func=_not_built)
+    calibrate.register(sub)
+    demo.register(sub)
     return parser
-
-
-def _not_built(args: argparse.Namespace) -> int:
-    raise NotBuiltError(f"'{args.verb}' is not built yet ({PLANNED[args.verb]}); nothing was done")
 
 
 def main(argv: list[str] | None = None) -> int:

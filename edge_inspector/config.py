@@ -197,6 +197,13 @@ class ServiceConfig(Strict):
     watchdog: bool = Field(True, description="Send WATCHDOG=1 from inference progress when systemd asks for it.")
 
 
+class CalibrationConfig(Strict):
+    root: Path = Field(Path("calibration"), description="Where calibration/<station>/ lives (normal/, defects/, "
+                       "versions/, current).")
+    count: int = Field(60, ge=4, description="Normal samples grabbed by edge-inspector calibrate.")
+    seed: int = Field(0, description="Seed of training.")
+
+
 class StationConfig(Strict):
     station: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Station name (used in topics and paths).")
     model: ModelConfig
@@ -207,6 +214,7 @@ class StationConfig(Strict):
     mqtt: MqttConfig | None = Field(None, description="Broker for verdicts; absent: no publishing.")
     inspection: InspectionConfig = Field(default_factory=InspectionConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
+    calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
 
 
 # tags pydantic inserts into error locations of discriminated unions: not keys of the file

@@ -12,8 +12,3 @@ class ConfigError(UserError):
 
     exit_code = 2
 
-
-class NotBuiltError(UserError):
-    """A CLI verb whose capability has not been built yet."""
-
-    exit_code = 3

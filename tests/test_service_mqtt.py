@@ -12,7 +12,6 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 import yaml
 
 from edge_inspector.config import load_config

@@ -46,10 +46,15 @@ def load_model(cfg):
     from edge_inspector.artefact import load_artefact
     from edge_inspector.runtime import open_backend
 
-    if cfg.model.kind != "kmdgan" or cfg.model.artefact is None:
-        raise ConfigError("model.artefact: the line service runs a trained KMDGAN artefact; set model.kind: kmdgan "
-                          "and model.artefact (edge-inspector train writes one)")
-    model = load_artefact(cfg.model.artefact)
+    from edge_inspector.calibration.run import model_path
+
+    if cfg.model.kind != "kmdgan":
+        raise ConfigError("model.kind: the line service runs a trained KMDGAN artefact; set model.kind: kmdgan")
+    path = model_path(cfg)  # the config's artefact, else the station's current calibration
+    if not path.is_file():
+        raise UserError(f"model artefact not found: {path} (run edge-inspector calibrate, or train and set "
+                        "model.artefact)")
+    model = load_artefact(path)
     backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device)
     backend.warmup(model.input_size)
     return model, backend
@@ -230,7 +235,7 @@ class LineService:
             self.link.start()
         self.model, self.backend = load_model(self.cfg)
         log.info("model %s on %s warm (threshold %.4f); verdict sequence continues after %d",
-                 self.cfg.model.artefact, self.backend.name, self.threshold, self.outbox.last_seq())
+                 self.model.path, self.backend.name, self.threshold, self.outbox.last_seq())
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         capture.start()
         ready = False

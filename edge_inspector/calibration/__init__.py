@@ -1,0 +1,1 @@
+"""Calibrating a station: collect normal samples, import defects, train, threshold, report, switch."""

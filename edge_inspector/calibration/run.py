@@ -1,0 +1,119 @@
+"""`edge-inspector calibrate`: grab and screen normal samples, import defects, train the model on
+them, choose the threshold from held-out normals, write the report, switch the new calibration in.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from edge_inspector.calibration import store
+from edge_inspector.calibration.collect import grab, import_defects, store_normals
+from edge_inspector.calibration.report import overlay, write_report
+from edge_inspector.data.folder import list_images
+from edge_inspector.data.loader import iter_batches
+from edge_inspector.data.sample import Sample, Split
+from edge_inspector.errors import ConfigError, UserError
+from edge_inspector.threshold import split_holdout
+
+log = logging.getLogger(__name__)
+
+MAX_FEW_SHOT = 10  # the protocol's few real anomalies
+
+
+def station_dir(cfg) -> Path:
+    return cfg.calibration.root / cfg.station
+
+
+def model_path(cfg) -> Path:
+    """The artefact the service runs: the config's, else the station's current calibration."""
+    return cfg.model.artefact or station_dir(cfg) / "current" / "model.safetensors"
+
+
+def samples(folder: Path) -> Split:
+    normals = [Sample(p, None, 0, "good") for p in list_images(folder / "normal")] if (folder / "normal").is_dir() else []
+    defects = []
+    if (folder / "defects").is_dir():
+        for p in list_images(folder / "defects"):
+            if not p.stem.endswith("_mask"):
+                defects.append(Sample(p, p.with_name(f"{p.stem}_mask.png"), 1, "defect"))
+    return Split(train_normal=normals, few_shot=defects[:MAX_FEW_SHOT])
+
+
+def _predict(model, sample_list, size: int):
+    images, maps, scores = [], [], []
+    for batch in iter_batches(sample_list, size, 8):
+        m, s = model(__import__("torch").from_numpy(batch.images))
+        images.append(batch.images)
+        maps.append(m.numpy())
+        scores.append(s.numpy())
+    if not scores:
+        return np.zeros((0, 3, size, size), np.float32), np.zeros((0, size, size), np.float32), np.zeros(0)
+    return np.concatenate(images), np.concatenate(maps), np.concatenate(scores)
+
+
+def _bgr(image_chw: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray((image_chw.transpose(1, 2, 0)[:, :, ::-1] * 255).round().astype(np.uint8))
+
+
+def calibrate(cfg, count: int | None = None, defects: Path | None = None, progress: bool = True,
+              grab_frames: bool = True) -> Path:
+    """Returns the new calibration's folder (now current)."""
+    from edge_inspector.train import train_kmdgan
+
+    if cfg.model.kind != "kmdgan":
+        raise ConfigError("model.kind: calibrate trains KMDGAN; set model.kind: kmdgan")
+    folder = station_dir(cfg)
+    collection: dict = {"kept": 0, "rejected": []}
+    if grab_frames:
+        if cfg.camera is None:
+            raise ConfigError("camera: calibrate grabs normal samples from the station's camera; none is configured")
+        frames = grab(cfg.camera, count or cfg.calibration.count, progress)
+        collection = store_normals(frames, folder / "normal", cfg.camera)
+        for source, reason in collection["rejected"]:
+            log.warning("frame %s rejected: %s", source, reason)
+        log.info("kept %d normal samples, rejected %d", collection["kept"], len(collection["rejected"]))
+    if defects is not None:
+        log.info("imported %d defect samples", import_defects(defects, folder / "defects"))
+    split = samples(folder)
+    if len(split.train_normal) < 10:
+        raise UserError(f"{folder / 'normal'}: {len(split.train_normal)} normal samples; calibration needs at least 10")
+
+    version = store.new_version_dir(folder)
+    work = version.with_name(version.name + ".partial")  # a half-written calibration is never a version
+    shutil.rmtree(work, ignore_errors=True)
+    model = train_kmdgan(split, cfg.model, work / "model.safetensors", cfg.threshold.target_false_reject_rate,
+                         seed=cfg.calibration.seed, progress=progress)
+    size = model.input_size
+    _, holdout = split_holdout(split.train_normal)
+    _, _, normal_scores = _predict(model, holdout, size)
+    d_images, d_maps, defect_scores = _predict(model, split.few_shot, size)
+    overlays = []
+    for i, sample in enumerate(split.few_shot[: len(d_images)]):
+        truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
+        truth = cv2.resize(truth, (size, size), interpolation=cv2.INTER_NEAREST) > 127 if truth is not None else None
+        verdict = "NG" if defect_scores[i] >= model.threshold else "OK (escape)"
+        overlays.append((f"{sample.image.name}: score {defect_scores[i]:.2f}, {verdict}",
+                         overlay(_bgr(d_images[i]), d_maps[i] >= cfg.threshold.pixel_threshold, truth)))
+    training = model.meta["training"]
+    report = write_report(work / "report", cfg.station, model.threshold, normal_scores, defect_scores, overlays,
+                          collection, training)
+    record = {"station": cfg.station, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "threshold": model.threshold, "model_sha256": model.meta["sha256"],
+              "normal_samples": len(split.train_normal), "defect_samples": len(split.few_shot),
+              "held_out_normals": len(normal_scores),
+              "expected_false_reject_rate": float((normal_scores >= model.threshold).mean()) if len(normal_scores) else None,
+              "expected_escape_rate": float((defect_scores < model.threshold).mean()) if len(defect_scores) else None,
+              "report": "report/index.html"}
+    (work / "calibration.json").write_text(json.dumps(record, indent=2) + "\n")
+    work.rename(version)
+    store.switch(folder, version)
+    log.info("calibration %s is current (threshold %.4f); report: %s", version.name, model.threshold,
+             version / "report" / report.name)
+    return version

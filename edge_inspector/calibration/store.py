@@ -1,0 +1,51 @@
+"""Calibration versions of a station, switched atomically.
+
+calibration/<station>/versions/<id>/ holds one calibration (model artefact, report,
+calibration.json); calibration/<station>/current is a symlink to one of them, replaced with
+rename(2), so a reader (the service's reload) sees the old or the new one, never half of either.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from edge_inspector.errors import UserError
+
+
+def new_version_dir(station_dir: Path) -> Path:
+    versions = station_dir / "versions"
+    versions.mkdir(parents=True, exist_ok=True)
+    base = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    path, n = versions / base, 1
+    while path.exists():
+        n += 1
+        path = versions / f"{base}-{n}"
+    return path
+
+
+def current(station_dir: Path) -> Path | None:
+    link = station_dir / "current"
+    return link.resolve() if link.is_symlink() else None
+
+
+def switch(station_dir: Path, version: Path) -> None:
+    link, tmp = station_dir / "current", station_dir / ".current.tmp"
+    tmp.unlink(missing_ok=True)
+    os.symlink(Path("versions") / version.name, tmp)
+    os.replace(tmp, link)
+
+
+def rollback(station_dir: Path) -> Path:
+    """Switch back to the version before the current one; returns it."""
+    versions = sorted(p for p in (station_dir / "versions").glob("*") if (p / "calibration.json").is_file()) \
+        if (station_dir / "versions").is_dir() else []
+    now = current(station_dir)
+    if now is None or now not in versions:
+        raise UserError(f"{station_dir}: no current calibration to roll back from")
+    index = versions.index(now)
+    if index == 0:
+        raise UserError(f"{station_dir}: {now.name} is the oldest calibration; nothing to roll back to")
+    switch(station_dir, versions[index - 1])
+    return versions[index - 1]
