@@ -65,7 +65,7 @@ def architecture_of(cfg: KMDGANModelConfig) -> KMDGANArchitecture:
     m = cfg.modules
     return KMDGANArchitecture(match_strides=sorted(cfg.match_strides), memory_matching=m.memory_matching,
                               cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
-                              edge_context=m.edge_context)
+                              edge_context=m.edge_context, map_blend=cfg.map_blend)
 
 
 def _read_all(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -323,6 +323,20 @@ def _outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.T
     return torch.cat(probs), [torch.cat(per) for per in zip(*dists)]
 
 
+MAP_NORMAL_QUANTILE = 0.999  # a held-out normal pixel reaches the blend's 0.5 once in a thousand
+
+
+def set_map_levels(model: KMDGANGenerator, dists: list[torch.Tensor], size: int) -> None:
+    """The map blend's centre and spread per stride, from held-out normals' upsampled distances."""
+    for i, (stride, d) in enumerate(zip(model.matched, dists)):
+        side = size // stride
+        up = torch.nn.functional.interpolate(d.view(-1, 1, side, side), size=(size, size), mode="bilinear",
+                                             align_corners=False).flatten()
+        sample = up[torch.randperm(up.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]]
+        model.map_center[i] = torch.quantile(sample, MAP_NORMAL_QUANTILE)
+        model.map_scale[i] = sample.std().clamp_min(1e-6)
+
+
 @torch.no_grad()
 def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
                      target_false_reject_rate: float) -> float:
@@ -344,6 +358,8 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
         model.validation = {f"stride{s}": c[2] for s, c in candidates.items()}
         log.info("memory-distance score: stride %d, %s, chosen on training data (AUROC held-out normals "
                  "vs few-shot: %s)", stride, model.arch.distance_score, model.validation)
+    if model.arch.map_blend and dists:
+        set_map_levels(model, dists, size)
     parts = model.score_parts(prob, [d.view(len(prob), 1, -1) for d in dists])
     n = parts.shape[1]
     model.score_center[:n] = parts.median(0).values

@@ -45,6 +45,9 @@ class KMDGANArchitecture:
     top_k: int = 100
     distance_score: str = "max"  # memory-distance aggregation in the image score; set when calibrated
     distance_stride: int = 8  # whose memory distance enters the image score; set when calibrated
+    # anomaly map = max(learned mask, squashed memory distance): the mask is sharp on the defect
+    # kinds it has learned, the distance still lights up kinds it has never seen
+    map_blend: bool = False  # False in artefacts written before it existed
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -76,6 +79,10 @@ class KMDGANGenerator(nn.Module):
         self.register_buffer("distance_scale", torch.ones(len(self.matched)))
         self.register_buffer("score_center", torch.zeros(2))
         self.register_buffer("score_scale", torch.ones(2))
+        if arch.map_blend and self.matched:
+            # per matched stride: the distance level a normal pixel rarely reaches, and its spread
+            self.register_buffer("map_center", torch.zeros(len(self.matched)))
+            self.register_buffer("map_scale", torch.ones(len(self.matched)))
 
     def features(self, image: torch.Tensor) -> list[torch.Tensor]:
         """Frozen backbone features at strides 4, 8, 16, locally pooled."""
@@ -133,12 +140,24 @@ class KMDGANGenerator(nn.Module):
         n = s.shape[1]
         return ((s - self.score_center[:n]) / self.score_scale[:n]).sum(1)
 
+    def distance_map(self, distances: list[torch.Tensor], size) -> torch.Tensor:
+        """(B, 1, H, W) in [0, 1]: the mean over strides of each upsampled distance map, squashed
+        so that 0.5 is the level a held-out normal pixel reaches once in a thousand."""
+        maps = [torch.sigmoid((_up(d, size=size) - self.map_center[i]) / self.map_scale[i])
+                for i, d in enumerate(distances)]
+        return torch.stack(maps).mean(0)
+
+    def anomaly_map(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
+        if self.arch.map_blend and distances:
+            return torch.maximum(prob, self.distance_map(distances, prob.shape[-2:]))
+        return prob
+
     def forward(self, image: torch.Tensor, *banks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly map (B, H, W) in [0, 1] and image score (B,). banks: one per matched stride."""
         feats = self.features(image)
         logits, distances = self.decode(image, feats, self.match(feats, list(banks)))
         prob = torch.sigmoid(logits)
-        return prob[:, 0], self.score(prob, distances)
+        return self.anomaly_map(prob, distances)[:, 0], self.score(prob, distances)
 
 
 def _up(x: torch.Tensor, like: torch.Tensor | None = None, scale: int | None = None, size=None) -> torch.Tensor:
