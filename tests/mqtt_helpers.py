@@ -13,9 +13,14 @@ import time
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+HAVE_MOSQUITTO = Path(MOSQUITTO).is_file() and shutil.which("mosquitto_passwd") is not None
+# tests that start their own broker: skipped with the reason where Mosquitto is not installed
+needs_mosquitto = pytest.mark.skipif(not HAVE_MOSQUITTO, reason="Mosquitto (mosquitto, mosquitto_passwd) not "
+                                     "installed: sudo apt install mosquitto")
 
 
 def free_port() -> int:

@@ -4,7 +4,9 @@ the test's own: report, overlays and verdicts where the README says they are."""
 import json
 
 from edge_inspector.demo import run_demo
-from tests.mqtt_helpers import Broker, Collector
+from tests.mqtt_helpers import needs_mosquitto, Broker, Collector
+
+pytestmark = needs_mosquitto
 
 
 def test_demo_calibrates_runs_and_publishes(tmp_path):

@@ -16,7 +16,9 @@ import yaml
 
 from edge_inspector.config import load_config
 from edge_inspector.service.app import LineService
-from tests.mqtt_helpers import Broker, Collector, first_seen_order
+from tests.mqtt_helpers import needs_mosquitto, Broker, Collector, first_seen_order
+
+pytestmark = needs_mosquitto
 
 
 def station(tmp_path: Path, model, camera: dict, broker_port: int | None, **extra) -> Path:
