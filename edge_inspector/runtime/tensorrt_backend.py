@@ -74,7 +74,7 @@ class TensorRTBackend(Backend):
             b = len(part)
             self.context.set_input_shape("image", tuple(part.shape))
             self.image_buf.upload(part, self.stream)
-            if not self.context.execute_async_v3(self.stream.handle):
+            if not self.context.execute_async_v3(int(self.stream.handle)):
                 raise UserError("tensorrt: execute_async_v3 failed (see the TensorRT log)")
             maps = np.empty((b, self.size, self.size), np.float32)
             scores = np.empty((b,), np.float32)
