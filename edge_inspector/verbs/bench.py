@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_inspector import __version__
-    from edge_inspector.bench import ALL, run_bench, stage_times, table, timing_model
+    from edge_inspector.bench import ALL, run_bench, stage_flops, stage_times, table, timing_model
 
     names = ALL if args.backend == "all" else [args.backend]
     unknown = [n for n in names if n not in ALL]
@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
         from edge_inspector.artefact import load_artefact
 
         model = load_artefact(args.artefact) if args.artefact else timing_model(args.size, args.bank_size)
-        out["stages_ms"] = stage_times(model)
+        out["stages_ms"], out["stages_gflop"] = stage_times(model), stage_flops(model)
         print("eager torch, batch 1, median ms: " + ", ".join(f"{k} {v}" for k, v in out["stages_ms"].items()))
+        print("GFLOP per image: " + ", ".join(f"{k} {v}" for k, v in out["stages_gflop"].items()))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(out, indent=2) + "\n")
     print(f"JSON: {args.json}")
