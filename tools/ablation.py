@@ -86,18 +86,23 @@ def main() -> int:
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)
 
+        _write(args, split, results)  # after every row: an interrupted run keeps what it measured
+
     header = ["variant", *COLUMNS, "train s", "ms/image"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, r in results.items():
         lines.append("| " + " | ".join([row, *(f"{r['metrics'][c]:.4f}" for c in COLUMNS),
                                         f"{r['train_seconds']:.0f}", f"{r['ms_per_image']:.0f}"]) + " |")
     print("\n".join(lines))
+    print(f"JSON: {args.out}")
+    return 0
+
+
+def _write(args, split, results) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"version": __version__, "dataset": args.dataset, "profile": args.profile,
                                     "iterations": args.iterations, "seed": args.seed, "split": split.sizes(),
                                     "results": results}, indent=2, default=str) + "\n")
-    print(f"JSON: {args.out}")
-    return 0
 
 
 if __name__ == "__main__":
