@@ -66,6 +66,16 @@ def test_regions_have_box_area_and_peak_and_min_area_decides():
     assert decide(amap, 5.0, 1.0, 0.5, min_area=10).verdict == "NG"
 
 
+def test_regions_of_a_small_map_are_reported_in_frame_pixels():
+    amap = np.zeros((64, 64), np.float32)
+    amap[8:12, 16:24] = 0.9  # 8 x 4 map pixels
+    d = decide(amap, 5.0, 1.0, 0.5, min_area=500, scale=(4.0, 2.0), offset=(100, 50))
+    assert d.regions == [] and d.verdict == "OK"  # 256 frame pixels: under min_area 500
+    d = decide(amap, 5.0, 1.0, 0.5, min_area=200, scale=(4.0, 2.0), offset=(100, 50))
+    assert [r.as_dict() for r in d.regions] == [{"bbox": [164, 66, 32, 8], "area": 256, "peak": 0.9}]
+    assert d.verdict == "NG" and d.mask.shape == (64, 64)
+
+
 def test_tiles_cover_the_frame_and_end_at_the_border():
     assert tile_origins(1000, 256, 0.25) == [0, 192, 384, 576, 744]
     assert tile_origins(200, 256, 0.25) == [0]
@@ -97,7 +107,9 @@ def test_roi_limits_inspection_and_a_bad_roi_is_one_line():
 
     frame = np.full((300, 400), 200, np.uint8)  # mono frames are accepted
     out = inspect_frame(frame, _fake_model(64), 64, InspectionConfig(roi=[100, 50, 200, 100]))
-    assert out.anomaly_map[:50].max() == 0 and out.anomaly_map[60:140, 110:290].min() > 0.7
+    assert out.anomaly_map.shape == (64, 64) and out.scale == (200 / 64, 100 / 64)  # postprocessed small
+    full = out.frame_map()
+    assert full.shape == (300, 400) and full[:50].max() == 0 and full[60:140, 110:290].min() > 0.7
     with pytest.raises(UserError, match=r"inspection.roi \[300, 0, 200, 100\] lies outside the 400 x 300 frame"):
         inspect_frame(frame, _fake_model(64), 64, InspectionConfig(roi=[300, 0, 200, 100]))
 

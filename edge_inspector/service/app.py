@@ -175,7 +175,7 @@ class LineService:
                 score = result.score
                 t1 = time.monotonic()
                 decision = decide(result.anomaly_map, score, self.threshold, self.cfg.threshold.pixel_threshold,
-                                  self.cfg.threshold.min_defect_area)
+                                  self.cfg.threshold.min_defect_area, scale=result.scale, offset=result.roi[:2])
             except Exception as exc:  # a frame that breaks inspection must not break the line
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("frame from %s could not be inspected: %s", frame.camera, error)
@@ -185,9 +185,10 @@ class LineService:
         latency = {"queue": (t0 - queued_at) * 1000, "preprocess_and_inference": (t1 - t0) * 1000,
                    "postprocess": (t2 - t1) * 1000}
         verdict = decision.verdict if decision is not None else "ERROR"
-        mask = decision.mask if decision is not None else None
-        send_mask = self.cfg.mqtt is not None and mask is not None and (
+        send_mask = self.cfg.mqtt is not None and decision is not None and (
             self.cfg.mqtt.publish_mask == "always" or (self.cfg.mqtt.publish_mask == "ng" and verdict == "NG"))
+        # the mask at frame resolution only where it leaves the process
+        mask = result.to_frame(decision.mask) if decision is not None and (send_mask or verdict == "NG") else None
         model = self.model_info()
         message = {}
 

@@ -20,9 +20,32 @@ from edge_inspector.imageio import to_tensor_layout
 
 @dataclass
 class Inspection:
-    anomaly_map: np.ndarray  # (H, W) float32 at frame resolution; 0 outside the region of interest
+    """The anomaly map of the region of interest, at the resolution it was computed at (the model
+    input for resize, the frame's for tiles): postprocessing works there, and only a mask that
+    leaves the process is brought to frame resolution (16x less work on a 1-megapixel frame)."""
+
+    anomaly_map: np.ndarray  # (h, w) float32 over the region of interest
     score: float
     tiles: int
+    frame_shape: tuple[int, int]  # (H, W) of the frame
+    roi: tuple[int, int, int, int]  # x, y, width, height in frame pixels
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Frame pixels per map pixel, (x, y)."""
+        return self.roi[2] / self.anomaly_map.shape[1], self.roi[3] / self.anomaly_map.shape[0]
+
+    def to_frame(self, image: np.ndarray, nearest: bool = True) -> np.ndarray:
+        """A map-resolution array (map or mask) placed at frame resolution; 0 outside the region."""
+        x, y, w, h = self.roi
+        out = np.zeros(self.frame_shape, image.dtype)
+        if image.shape != (h, w):
+            image = cv2.resize(image, (w, h), interpolation=cv2.INTER_NEAREST if nearest else cv2.INTER_LINEAR)
+        out[y : y + h, x : x + w] = image
+        return out
+
+    def frame_map(self) -> np.ndarray:
+        return self.to_frame(self.anomaly_map, nearest=False)
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:
@@ -55,13 +78,13 @@ def region(shape: tuple[int, int], roi: list[int] | None) -> tuple[int, int, int
 
 def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
     """infer: (B, 3, S, S) float32 -> (maps (B, S, S), scores (B,)); cfg: InspectionConfig."""
-    x, y, w, h = region(image.shape[:2], cfg.roi)
-    part = _bgr(image[y : y + h, x : x + w])
-    full = np.zeros(image.shape[:2], np.float32)
+    x, y, w, h = roi = region(image.shape[:2], cfg.roi)
     if cfg.mode == "resize":
-        maps, scores = infer(to_tensor_layout([cv2.resize(part, (size, size), interpolation=cv2.INTER_AREA)]))
-        full[y : y + h, x : x + w] = cv2.resize(maps[0], (w, h), interpolation=cv2.INTER_LINEAR)
-        return Inspection(full, float(scores[0]), 1)
+        # resized before a mono frame is made BGR: a third of the pixels to filter
+        small = cv2.resize(image[y : y + h, x : x + w], (size, size), interpolation=cv2.INTER_AREA)
+        maps, scores = infer(to_tensor_layout([_bgr(small)]))
+        return Inspection(maps[0], float(scores[0]), 1, image.shape[:2], roi)
+    part = _bgr(image[y : y + h, x : x + w])
     tile = cfg.tile_size or size
     if tile > min(w, h):
         part = cv2.copyMakeBorder(part, 0, max(0, tile - h), 0, max(0, tile - w), cv2.BORDER_REFLECT)
@@ -82,5 +105,5 @@ def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
                 m = cv2.resize(m, (tile, tile), interpolation=cv2.INTER_LINEAR)
             acc[ty : ty + tile, tx : tx + tile] += m
             hits[ty : ty + tile, tx : tx + tile] += 1
-    full[y : y + h, x : x + w] = (acc / np.maximum(hits, 1))[:h, :w]
-    return Inspection(full, best, len(boxes))
+    stitched = np.ascontiguousarray((acc / np.maximum(hits, 1))[:h, :w])
+    return Inspection(stitched, best, len(boxes), image.shape[:2], roi)
