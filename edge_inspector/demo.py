@@ -92,7 +92,7 @@ def run_demo(root: Path, mqtt: tuple[str, int] | None | bool = None, progress: b
     from edge_inspector.config import load_config
     from edge_inspector.service.app import LineService, print_verdict
 
-    root = Path(root)
+    root = Path(root).resolve()  # the station file it writes names absolute paths
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     if mqtt is None:  # not said: publish where a broker answers on the usual port

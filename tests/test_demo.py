@@ -2,6 +2,7 @@
 the test's own: report, overlays and verdicts where the README says they are."""
 
 import json
+from pathlib import Path
 
 from edge_inspector.demo import run_demo
 from tests.mqtt_helpers import needs_mosquitto, Broker, Collector
@@ -9,11 +10,12 @@ from tests.mqtt_helpers import needs_mosquitto, Broker, Collector
 pytestmark = needs_mosquitto
 
 
-def test_demo_calibrates_runs_and_publishes(tmp_path):
+def test_demo_calibrates_runs_and_publishes(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # as `make demo` runs it: a relative output folder
     with Broker(tmp_path / "broker") as broker:
         collector = Collector(broker.port, "edge-inspector/demo/#")
         try:
-            out = run_demo(tmp_path / "demo", ("127.0.0.1", broker.port), progress=False)
+            out = run_demo(Path("demo"), ("127.0.0.1", broker.port), progress=False)
             verdicts = out["verdicts"]
             assert len(verdicts) == 24
             assert collector.wait(lambda c: len(c.verdicts()) == 24, 30)
