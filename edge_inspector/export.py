@@ -36,9 +36,6 @@ def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
 
     A sidecar JSON records the artefact's hash: a retrained artefact gets a fresh graph.
     """
-    from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
-    from edge_inspector.runtime.torch_backend import TorchBackend
-
     if onnx_path is None:
         if model.path is None:
             raise UserError("an in-memory model needs an ONNX path to export to")
@@ -53,15 +50,24 @@ def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
         except ValueError:
             pass  # an unreadable sidecar: export again
     log.info("exporting %s to ONNX (parity is checked first)", onnx_path)
-    export_onnx(model, onnx_path)
-    try:
-        figures = check_parity(TorchBackend(model), OnnxRuntimeBackend(onnx_path, [b.numpy() for b in model.banks]),
-                               parity_images(model.input_size), model.threshold)
-    except UserError:
-        onnx_path.unlink(missing_ok=True)  # a graph that does not match is not left behind to be used
-        raise
+    figures = export_checked(model, onnx_path, parity_images(model.input_size))
     sidecar.write_text(json.dumps({"artefact_sha256": digest, "parity": figures}, indent=2) + "\n")
     return onnx_path
+
+
+def export_checked(model: LoadedModel, out: Path, images: np.ndarray) -> dict:
+    """export_onnx, then parity with PyTorch in ONNX Runtime on images; a graph that does not match
+    is removed (never left behind to be used) and the mismatch raised with its figures."""
+    from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_inspector.runtime.torch_backend import TorchBackend
+
+    export_onnx(model, out)
+    try:
+        return check_parity(TorchBackend(model), OnnxRuntimeBackend(out, [b.numpy() for b in model.banks]), images,
+                            model.threshold)
+    except UserError:
+        Path(out).unlink(missing_ok=True)
+        raise
 
 
 def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:

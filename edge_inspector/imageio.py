@@ -49,3 +49,8 @@ def to_tensor_layout(images_bgr: list[np.ndarray]) -> np.ndarray:
     """Stack BGR uint8 images into an RGB float32 NCHW array in [0, 1]."""
     batch = np.stack([im[:, :, ::-1] for im in images_bgr]).astype(np.float32) / 255.0
     return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def from_tensor_layout(batch: np.ndarray) -> np.ndarray:
+    """The inverse of to_tensor_layout: RGB float32 NCHW in [0, 1] -> BGR uint8 NHWC."""
+    return np.ascontiguousarray((batch.transpose(0, 2, 3, 1)[..., ::-1] * 255).round().astype(np.uint8))

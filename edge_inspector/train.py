@@ -25,7 +25,7 @@ from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
 from edge_inspector.data.synthetic_anomaly import add_anomaly, procedural_texture
 from edge_inspector.errors import UserError
-from edge_inspector.imageio import to_tensor_layout
+from edge_inspector.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.losses import adversarial_loss, dice_loss, focal_loss
 from edge_inspector.model.backbone import EfficientNetLite0Features
 from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
@@ -71,7 +71,7 @@ def architecture_of(cfg: KMDGANModelConfig) -> KMDGANArchitecture:
 def _read_all(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
     images, masks = [], []
     for batch in iter_batches(samples, size, 16):
-        images.append((batch.images.transpose(0, 2, 3, 1)[..., ::-1] * 255).round().astype(np.uint8))
+        images.append(from_tensor_layout(batch.images))
         masks.append(batch.masks)
     if not images:
         return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), bool)

@@ -10,8 +10,8 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
-import cv2
 import numpy as np
+import torch
 
 from edge_inspector.calibration import store
 from edge_inspector.calibration.collect import grab, import_defects, store_normals
@@ -20,6 +20,7 @@ from edge_inspector.data.folder import list_images
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import ConfigError, UserError
+from edge_inspector.imageio import from_tensor_layout
 from edge_inspector.threshold import split_holdout
 
 log = logging.getLogger(__name__)
@@ -46,20 +47,13 @@ def samples(folder: Path) -> Split:
     return Split(train_normal=normals, few_shot=defects[:MAX_FEW_SHOT])
 
 
-def _predict(model, sample_list, size: int):
-    images, maps, scores = [], [], []
+def _predict(model, sample_list, size: int) -> list[tuple]:
+    """(sample, BGR image, true mask, anomaly map, score) for each readable sample."""
+    out = []
     for batch in iter_batches(sample_list, size, 8):
-        m, s = model(__import__("torch").from_numpy(batch.images))
-        images.append(batch.images)
-        maps.append(m.numpy())
-        scores.append(s.numpy())
-    if not scores:
-        return np.zeros((0, 3, size, size), np.float32), np.zeros((0, size, size), np.float32), np.zeros(0)
-    return np.concatenate(images), np.concatenate(maps), np.concatenate(scores)
-
-
-def _bgr(image_chw: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray((image_chw.transpose(1, 2, 0)[:, :, ::-1] * 255).round().astype(np.uint8))
+        maps, scores = model(torch.from_numpy(batch.images))
+        out += zip(batch.samples, from_tensor_layout(batch.images), batch.masks, maps.numpy(), scores.numpy())
+    return out
 
 
 def calibrate(cfg, count: int | None = None, defects: Path | None = None, progress: bool = True,
@@ -92,15 +86,14 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
                          seed=cfg.calibration.seed, progress=progress)
     size = model.input_size
     _, holdout = split_holdout(split.train_normal)
-    _, _, normal_scores = _predict(model, holdout, size)
-    d_images, d_maps, defect_scores = _predict(model, split.few_shot, size)
+    normal_scores = np.array([score for *_, score in _predict(model, holdout, size)])
+    defects_out = _predict(model, split.few_shot, size)
+    defect_scores = np.array([score for *_, score in defects_out])
     overlays = []
-    for i, sample in enumerate(split.few_shot[: len(d_images)]):
-        truth = cv2.imread(str(sample.mask), cv2.IMREAD_GRAYSCALE)
-        truth = cv2.resize(truth, (size, size), interpolation=cv2.INTER_NEAREST) > 127 if truth is not None else None
-        verdict = "NG" if defect_scores[i] >= model.threshold else "OK (escape)"
-        overlays.append((f"{sample.image.name}: score {defect_scores[i]:.2f}, {verdict}",
-                         overlay(_bgr(d_images[i]), d_maps[i] >= cfg.threshold.pixel_threshold, truth)))
+    for sample, image, truth, amap, score in defects_out:
+        verdict = "NG" if score >= model.threshold else "OK (escape)"
+        overlays.append((f"{sample.image.name}: score {score:.2f}, {verdict}",
+                         overlay(image, amap >= cfg.threshold.pixel_threshold, truth)))
     training = model.meta["training"]
     report = write_report(work / "report", cfg.station, model.threshold, normal_scores, defect_scores, overlays,
                           collection, training)

@@ -44,9 +44,8 @@ def state_dir(cfg) -> Path:
 
 def load_model(cfg):
     from edge_inspector.artefact import load_artefact
-    from edge_inspector.runtime import open_backend
-
     from edge_inspector.calibration.run import model_path
+    from edge_inspector.runtime import open_backend
 
     if cfg.model.kind != "kmdgan":
         raise ConfigError("model.kind: the line service runs a trained KMDGAN artefact; set model.kind: kmdgan")

@@ -45,37 +45,32 @@ def _images(folder: Path | None, size: int):
 
 def run(args: argparse.Namespace) -> int:
     from edge_inspector.artefact import load_artefact
-    from edge_inspector.export import check_parity, export_onnx
+    from edge_inspector.export import check_parity, export_checked, export_onnx
     from edge_inspector.runtime import require
-    from edge_inspector.runtime.torch_backend import TorchBackend
 
     require("onnxruntime" if args.format == "onnx" else "tensorrt")
     model = load_artefact(args.artefact)
     images = _images(args.images, model.input_size)
-    out = export_onnx(model, args.out or args.artefact.with_suffix(".onnx"))
-    banks = [b.numpy() for b in model.banks]
+    out = args.out or args.artefact.with_suffix(".onnx")
     if args.format == "onnx":
-        from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
-
-        reference, candidate, what = TorchBackend(model), lambda: OnnxRuntimeBackend(out, banks), f"ONNX graph: {out}"
+        figures = export_checked(model, out, images)
+        what = f"ONNX graph: {out}"
     else:
         from edge_inspector.export import bank_input_names, bank_locations
         from edge_inspector.runtime.tensorrt_backend import TensorRTBackend
         from edge_inspector.runtime.tensorrt_engine import build_engine
+        from edge_inspector.runtime.torch_backend import TorchBackend
 
+        export_onnx(model, out)
+        banks = [b.numpy() for b in model.banks]
         engine = build_engine(out, dict(zip(bank_input_names(model), banks)), model.input_size,
                               bank_locations(model), fp16=not args.no_fp16,
                               int8_images=images if args.int8 else None, max_batch=args.max_batch,
                               rebuild=args.rebuild)
         # FP32 CUDA reference: the engine's own precision is what is being checked
-        reference, candidate = TorchBackend(model, "cuda", fp16=False), lambda: TensorRTBackend(engine, banks)
+        figures = check_parity(TorchBackend(model, "cuda", fp16=False), TensorRTBackend(engine, banks), images,
+                               model.threshold)
         what = f"TensorRT engine: {engine}"
-    try:
-        figures = check_parity(reference, candidate(), images, model.threshold)
-    except UserError:
-        if args.format == "onnx":
-            out.unlink(missing_ok=True)  # a graph that does not match is not left behind to be used
-        raise
     print(what)
     print(f"parity with PyTorch on {figures['images']} images: max map difference {figures['max_map_difference']:.2e}, "
           f"max score difference {figures['max_score_difference']:.2e}, verdicts differing {figures['verdicts_differing']}")
