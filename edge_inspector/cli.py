@@ -53,6 +53,13 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", choices=["random", "coreset"], help="memory-bank subsampling")
     _kmdgan_args(p)
     p.add_argument("--batch-size", type=int, default=1, help="test batch size for timing (default 1)")
+    p.add_argument("--mode", choices=["resize", "tiles"], help="inspect each test image as the line service "
+                   "does: read at its own resolution, resized or cut into tiles (default: the config's "
+                   "inspection section where --mode or a config is given, else the protocol's plain resize)")
+    p.add_argument("--tile-size", type=int, help="tile side in image pixels (tiles mode; default: model input)")
+    p.add_argument("--overlap", type=float, help="share of a tile overlapping its neighbour (tiles mode)")
+    p.add_argument("--eval-size", type=int, help="side of the grid maps and masks are compared on with --mode "
+                   "(default: the model input size)")
     p.add_argument("--out", type=Path, help="JSON report path (default reports/eval-<dataset>-<model>.json)")
     p.set_defaults(func=cmd_eval)
 
@@ -76,6 +83,18 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
 
+def _inspection(args: argparse.Namespace, cfg):
+    """The inspection settings eval uses with --mode (or a config with an inspection section), else None."""
+    from edge_inspector.config import InspectionConfig
+
+    explicit = args.mode or args.tile_size or args.overlap is not None
+    if not explicit and not (cfg and "inspection" in cfg.model_fields_set):
+        return None
+    base = cfg.inspection.model_dump() if cfg else {}
+    updates = {"mode": args.mode, "tile_size": args.tile_size, "overlap": args.overlap}
+    return InspectionConfig.model_validate({**base, **{k: v for k, v in updates.items() if v is not None}})
+
+
 def _settings(args: argparse.Namespace, kind: str):
     """(station config or None, model config of this kind, threshold config) from --config and options."""
     from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig, ThresholdConfig, load_config
@@ -83,10 +102,8 @@ def _settings(args: argparse.Namespace, kind: str):
     cfg = load_config(args.config) if args.config else None
     models = {"memory-bank": MemoryBankModelConfig, "kmdgan": KMDGANModelConfig}
     base = cfg.model.model_dump() if cfg and cfg.model.kind == kind else {"kind": kind}
-    updates = {"input_size": args.input_size, "bank_size": args.bank_size}
-    if kind == "memory-bank":
-        updates["sampler"] = getattr(args, "sampler", None)
-    else:
+    updates = {"input_size": args.input_size, "bank_size": args.bank_size, "sampler": getattr(args, "sampler", None)}
+    if kind != "memory-bank":
         updates.update(profile=args.profile, iterations=args.iterations)
         if args.without:
             base.setdefault("modules", {})
@@ -149,7 +166,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edge_inspector.evaluate import evaluate, format_table, write_json
+    from edge_inspector.evaluate import evaluate, evaluate_frames, format_table, test_frames, write_json
 
     kind = args.model or ("kmdgan" if args.artefact else None)
     if kind is None and args.config:
@@ -183,8 +200,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
             model_cfg = model_cfg.model_copy(update={"input_size": model.input_size})
         if threshold_cfg.override is not None:
             threshold = threshold_cfg.override
-        result = evaluate(_numpy_predict(model), split, model_cfg.input_size, threshold, args.batch_size,
-                          progress=not args.quiet)
+        inspection = _inspection(args, cfg)
+        if inspection is None:
+            result = evaluate(_numpy_predict(model), split, model_cfg.input_size, threshold, args.batch_size,
+                              progress=not args.quiet)
+        else:
+            result = evaluate_frames(test_frames(split.test), _numpy_predict(model), model_cfg.input_size,
+                                     threshold, inspection, args.eval_size or model_cfg.input_size,
+                                     total=len(split.test), progress=not args.quiet)
+            result["split"] = split.sizes()
     result.update(model=kind, dataset=name, root=str(root), model_config=model_cfg.model_dump(mode="json"),
                   seed=args.seed, **extra)
     print(format_table(result))

@@ -5,16 +5,19 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
 from edge_inspector import __version__
 from edge_inspector.data.loader import iter_batches
-from edge_inspector.data.sample import Split
+from edge_inspector.data.sample import Sample, Split
+from edge_inspector.imageio import read_image, read_mask
 from edge_inspector.metrics import protocol_metrics
+from edge_inspector.service.inspect import inspect_frame
 
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images -> (maps, scores)
 
@@ -44,20 +47,57 @@ def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_
         scores.append(np.asarray(s, dtype=np.float64))
         masks.append(batch.masks)
         labels += [s.label for s in batch.samples]
-    scores_all = np.concatenate(scores)
-    result = {
-        "metrics": protocol_metrics(np.array(labels), scores_all, np.concatenate(masks), np.concatenate(maps), threshold),
+    result = _result(labels, np.concatenate(scores), np.concatenate(masks), np.concatenate(maps), threshold,
+                     seconds, len(test), size)
+    result.update(split=split.sizes(), batch_size=batch_size)
+    return result
+
+
+def test_frames(samples: Sequence[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+    """(image at its own resolution, mask of the same size, label) per readable sample."""
+    for sample in samples:
+        image = read_image(sample.image)
+        mask = read_mask(sample.mask, image.shape[:2]) if image is not None else None
+        if image is not None and mask is not None:  # read_* named an unreadable file in a warning
+            yield image, mask, sample.label
+
+
+def evaluate_frames(frames: Iterable[tuple[np.ndarray, np.ndarray, int]], predict: Predict, size: int,
+                    threshold: float, inspection, eval_size: int, total: int | None = None,
+                    progress: bool = True) -> dict:
+    """Metrics over frames of any size inspected as the line service does (resize or tiles, see
+    service.inspect); each anomaly map is brought to frame resolution, then map and mask to an
+    eval_size square grid (masks by nearest neighbour) so that frames of different sizes stack.
+    Time per frame counts the whole inspection (tiling and stitching included)."""
+    maps, scores, masks, labels = [], [], [], []
+    seconds = 0.0
+    grid = (eval_size, eval_size)
+    for image, mask, label in tqdm(frames, total=total, desc=f"evaluate ({inspection.mode})", disable=not progress):
+        start = time.perf_counter()
+        found = inspect_frame(image, predict, size, inspection)
+        frame_map = found.frame_map()
+        seconds += time.perf_counter() - start
+        maps.append(cv2.resize(frame_map, grid, interpolation=cv2.INTER_LINEAR))
+        masks.append(cv2.resize(mask.astype(np.uint8), grid, interpolation=cv2.INTER_NEAREST) > 0)
+        scores.append(found.score)
+        labels.append(label)
+    result = _result(labels, np.array(scores, np.float64), np.stack(masks), np.stack(maps), threshold, seconds,
+                     total if total is not None else len(labels), size)
+    result.update(inspection=inspection.model_dump(mode="json"), eval_size=eval_size, batch_size=inspection.batch)
+    return result
+
+
+def _result(labels, scores, masks, maps, threshold, seconds, offered, size) -> dict:
+    return {
+        "metrics": protocol_metrics(np.array(labels), scores, masks, maps, threshold),
         "threshold": threshold,
-        "split": split.sizes(),
         "test_images_evaluated": len(labels),
-        "test_images_skipped": len(test) - len(labels),
+        "test_images_skipped": offered - len(labels),
         "ms_per_image": round(1000 * seconds / max(len(labels), 1), 1),
-        "batch_size": batch_size,
         "input_size": size,
         "version": __version__,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {_cpu_count()} cores",
     }
-    return result
 
 
 def _cpu_count() -> int:

@@ -30,7 +30,7 @@ from edge_inspector.losses import adversarial_loss, dice_loss, focal_loss
 from edge_inspector.model.backbone import EfficientNetLite0Features
 from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
 from edge_inspector.model.kmdgan_modules import PatchDiscriminator
-from edge_inspector.model.memory_bank import RandomSampler
+from edge_inspector.model.memory_bank import CoresetSampler, RandomSampler
 from edge_inspector.threshold import split_holdout, threshold_from_normals
 
 log = logging.getLogger(__name__)
@@ -90,13 +90,15 @@ def _features(model: KMDGANGenerator, images: np.ndarray, progress: bool, desc: 
     return [torch.cat(f) for f in feats]
 
 
-def build_banks(model: KMDGANGenerator, feats: list[torch.Tensor], bank_size: int, seed: int) -> Banks:
+def build_banks(model: KMDGANGenerator, feats: list[torch.Tensor], bank_size: int, seed: int,
+                sampler: str = "random") -> Banks:
     banks, owners = [], []
     for s in model.matched:
         f = feats[STRIDES.index(s)]
         n, c, h, w = f.shape
         flat = f.permute(0, 2, 3, 1).reshape(-1, c)
-        keep = RandomSampler(bank_size, seed).indices(flat.shape[0])
+        keep = (CoresetSampler(bank_size, seed).indices(flat) if sampler == "coreset"
+                else RandomSampler(bank_size, seed).indices(flat.shape[0]))
         banks.append(flat[keep].float().contiguous())
         owners.append(keep // (h * w))
     return Banks(banks, owners)
@@ -207,7 +209,7 @@ def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool 
         raise UserError("training needs at least 2 readable training normals")
     few_images, few_masks = flips(*_read_all(split.few_shot, size))
     feats = _features(model, images, progress, "features")
-    banks = build_banks(model, feats, cfg.bank_size, seed) if model.matched else Banks([], [])
+    banks = build_banks(model, feats, cfg.bank_size, seed, cfg.sampler) if model.matched else Banks([], [])
     matched = banks if model.matched else None
     normals = build_pool(model, images, np.zeros(images.shape[:3], bool), matched, torch.arange(len(images)),
                          progress, "", feats=feats)
@@ -296,7 +298,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     threshold = calibrate_scores(model, banks.banks, holdout, split.few_shot, size, target_false_reject_rate)
     training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
                 "train_normals": len(normals.images), "few_shot": len(split.few_shot), "held_out_normals": len(holdout),
-                "bank_size": cfg.bank_size, "adversarial": cfg.modules.adversarial,
+                "bank_size": cfg.bank_size, "sampler": cfg.sampler, "adversarial": cfg.modules.adversarial,
                 "adversarial_weight": cfg.adversarial_weight,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),

@@ -54,6 +54,18 @@ def test_train_then_eval_artefact_from_the_command_line(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["model"] == "kmdgan" and report["training"]["iterations"] == 4
     assert report["input_size"] == 64 and 0 <= report["metrics"]["pixel_auroc"] <= 1
+    # the line service's frame path: at the model's own size, resize mode is the protocol path exactly
+    frame = []
+    for mode in (["--mode", "resize"], ["--mode", "tiles", "--tile-size", "32", "--overlap", "0.5"]):
+        out = tmp_path / f"{mode[1]}.json"
+        assert main(["eval", "--dataset", "folder", "--root", str(root), "--artefact", str(artefact), "--quiet",
+                     "--out", str(out), *mode]) == 0
+        frame.append(json.loads(out.read_text()))
+    assert frame[0]["metrics"] == pytest.approx(report["metrics"], abs=1e-6)
+    tiles = frame[1]
+    assert tiles["inspection"]["mode"] == "tiles" and tiles["inspection"]["tile_size"] == 32
+    assert tiles["eval_size"] == 64 and tiles["test_images_evaluated"] == report["test_images_evaluated"]
+    assert 0 <= tiles["metrics"]["aupro"] <= 1 and tiles["metrics"] != report["metrics"]
 
 
 def test_train_refuses_corrupt_artefact_in_eval(tmp_path, capsys):

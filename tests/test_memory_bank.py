@@ -29,3 +29,15 @@ def test_coreset_covers_every_cluster():
     feats = torch.cat([c + torch.randn(n, 2, generator=g) for c, n in zip(centres, sizes)])
     picked = CoresetSampler(4, seed=0).run(feats)
     assert torch.cdist(centres, picked).min(1).values.max() < 5
+
+
+def test_coreset_indices_are_distinct_rows_and_respect_the_candidate_cap():
+    g = torch.Generator().manual_seed(1)
+    feats = torch.randn(5000, 8, generator=g).half()
+    keep = CoresetSampler(64, seed=0, max_candidates=1000).indices(feats)
+    assert keep.shape == (64,) and keep.unique().numel() == 64
+    assert int(keep.max()) < 5000
+    # k-center: the picked rows are spread out, farther apart than a random subset's closest pair
+    picked, rand = feats[keep].float(), RandomSampler(64, seed=0).run(feats).float()
+    closest = lambda x: (torch.cdist(x, x) + torch.eye(len(x)) * 1e9).min()  # noqa: E731
+    assert closest(picked) > closest(rand)

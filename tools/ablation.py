@@ -22,11 +22,11 @@ from edge_inspector import __version__
 from edge_inspector.baseline import fit_memory_bank
 from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
-from edge_inspector.evaluate import evaluate
+from edge_inspector.evaluate import METRIC_NAMES, evaluate
 from edge_inspector.train import prepare, train_kmdgan
 
 PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
-COLUMNS = ["image_auroc", "pixel_auroc", "pixel_ap", "aupro", "image_f1_max", "false_reject_rate", "escape_rate"]
+COLUMNS = list(METRIC_NAMES)
 
 
 def predict_with(model):
@@ -45,6 +45,8 @@ def main() -> int:
     p.add_argument("--profile", default="fast", choices=["fast", "full"])
     p.add_argument("--iterations", type=int, help="training iterations of every KMDGAN variant (default: the profile's)")
     p.add_argument("--variants", nargs="*", help="run only these rows (baseline, full, without-<part>)")
+    p.add_argument("--bank-size", type=int, help="memory entries per matched stride (default: the config's)")
+    p.add_argument("--sampler", choices=["random", "coreset"], help="bank subsampling (default: the config's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path("reports/ablation"))
     p.add_argument("--out", type=Path, default=Path("reports/ablation.json"))
@@ -56,7 +58,8 @@ def main() -> int:
     rows = [r for r in rows if not args.variants or r in args.variants]
     results = {}
     # features, memory banks and nearest memories are the same for every variant: computed once
-    prepared = prepare(split, KMDGANModelConfig(kind="kmdgan", profile=args.profile), args.seed) \
+    bank = {k: v for k, v in (("bank_size", args.bank_size), ("sampler", args.sampler)) if v is not None}
+    prepared = prepare(split, KMDGANModelConfig(kind="kmdgan", profile=args.profile, **bank), args.seed) \
         if any(r != "baseline" for r in rows) else None
     for row in rows:
         started = time.perf_counter()
@@ -67,7 +70,7 @@ def main() -> int:
         else:
             off = row.removeprefix("without-") if row != "full" else None
             cfg = KMDGANModelConfig(kind="kmdgan", profile=args.profile, iterations=args.iterations,
-                                    modules={off: False} if off else {})
+                                    modules={off: False} if off else {}, **bank)
             model = train_kmdgan(split, cfg, args.workdir / f"{row}.safetensors", 0.01, seed=args.seed,
                                  prepared=prepared)
             threshold, size = model.threshold, cfg.input_size
@@ -101,7 +104,8 @@ def main() -> int:
 def _write(args, split, results) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"version": __version__, "dataset": args.dataset, "profile": args.profile,
-                                    "iterations": args.iterations, "seed": args.seed, "split": split.sizes(),
+                                    "iterations": args.iterations, "seed": args.seed,
+                                    "bank_size": args.bank_size, "sampler": args.sampler, "split": split.sizes(),
                                     "results": results}, indent=2, default=str) + "\n")
 
 

@@ -26,15 +26,29 @@ MEAN, STD = 0.5, 0.5  # the normalisation these weights were trained with
 
 
 class SameConv2d(nn.Conv2d):
-    """Conv2d with TensorFlow 'same' padding (asymmetric where the stride needs it)."""
+    """Conv2d with TensorFlow 'same' padding (asymmetric where the stride needs it).
+
+    Where the padding does not depend on the input size (stride 1) it is the convolution's own;
+    elsewhere it is computed from the size as plain integers, so that an exported graph (whose
+    image size is fixed) holds constant pads that ONNX Runtime and TensorRT fold into the
+    convolution instead of a chain of shape arithmetic and a Pad per layer.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.stride == (1, 1):
+            self.padding = tuple((k - 1) // 2 for k in self.kernel_size)  # odd kernels: symmetric
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1):
+            return super().forward(x)
         pads = []
         for size, k, s in zip(x.shape[-2:], self.kernel_size, self.stride):
+            size = int(size)  # a constant in a traced graph: the exported image size is fixed
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads.append((total // 2, total - total // 2))
         (top, bottom), (left, right) = pads
-        return super().forward(F.pad(x, (left, right, top, bottom)))
+        return super().forward(F.pad(x, (left, right, top, bottom)) if top or bottom or left or right else x)
 
 
 class MBConvBlock(nn.Module):

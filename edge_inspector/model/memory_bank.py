@@ -61,31 +61,41 @@ class RandomSampler:
 
 
 class CoresetSampler:
-    """Greedy k-center coreset (PatchCore), on a random projection to bound its cost.
+    """Greedy k-center coreset (PatchCore): each pick is the row farthest from those already
+    picked, so the bank covers rare normal patterns that a random subset misses at the same size.
 
-    Costs size x N x projection multiply-adds: use it for banks of a few thousand entries,
-    or pass a random pre-subsample.
+    Costs size x N x min(C, projection) multiply-adds: rows beyond max_candidates are first cut
+    to a random subset, and wide features are searched on a random projection.
     """
 
-    def __init__(self, size: int, seed: int = 0, projection: int = 128):
-        self.size, self.seed, self.projection = size, seed, projection
+    def __init__(self, size: int, seed: int = 0, projection: int = 128, max_candidates: int = 200_000):
+        self.size, self.seed, self.projection, self.max_candidates = size, seed, projection, max_candidates
 
-    def run(self, features: torch.Tensor) -> torch.Tensor:
+    def indices(self, features: torch.Tensor) -> torch.Tensor:
+        """Which rows of features (N, C) to keep, in the order they were picked."""
         n = features.shape[0]
         if n <= self.size:
-            return features
+            return torch.arange(n)
         g = torch.Generator().manual_seed(self.seed)
-        reduced = features
-        if features.shape[1] > self.projection:
-            proj = torch.randn(features.shape[1], self.projection, generator=g) / self.projection**0.5
-            reduced = features @ proj
-        chosen = [int(torch.randint(n, (1,), generator=g))]
-        dist = ((reduced - reduced[chosen[0]]) ** 2).sum(1)
-        for _ in range(self.size - 1):
-            nxt = int(dist.argmax())
-            chosen.append(nxt)
-            dist = torch.minimum(dist, ((reduced - reduced[nxt]) ** 2).sum(1))
-        return features[torch.tensor(chosen)]
+        candidates = RandomSampler(self.max_candidates, self.seed).indices(n)
+        reduced = features[candidates].float()
+        if reduced.shape[1] > self.projection:
+            proj = torch.randn(reduced.shape[1], self.projection, generator=g) / self.projection**0.5
+            reduced = reduced @ proj
+        sq = (reduced * reduced).sum(1)
+        chosen = torch.empty(self.size, dtype=torch.long)
+        chosen[0] = int(torch.randint(len(reduced), (1,), generator=g))
+        dist = torch.full_like(sq, float("inf"))
+        for k in range(self.size):
+            if k:
+                chosen[k] = dist.argmax()
+            x = reduced[chosen[k]]
+            # |r - x|^2 = |r|^2 - 2 r.x + |x|^2: one matrix-vector product per pick
+            dist = torch.minimum(dist, sq - 2.0 * (reduced @ x) + sq[chosen[k]])
+        return candidates[chosen]
+
+    def run(self, features: torch.Tensor) -> torch.Tensor:
+        return features[self.indices(features)]
 
 
 SAMPLERS = {"random": RandomSampler, "coreset": CoresetSampler}

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edge_inspector.errors import UserError
-from edge_inspector.imageio import to_tensor_layout
+from edge_inspector.imageio import shrink, to_tensor_layout
 
 
 @dataclass
@@ -81,7 +81,7 @@ def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
     x, y, w, h = roi = region(image.shape[:2], cfg.roi)
     if cfg.mode == "resize":
         # resized before a mono frame is made BGR: a third of the pixels to filter
-        small = cv2.resize(image[y : y + h, x : x + w], (size, size), interpolation=cv2.INTER_AREA)
+        small = shrink(image[y : y + h, x : x + w], size)
         maps, scores = infer(to_tensor_layout([_bgr(small)]))
         return Inspection(maps[0], float(scores[0]), 1, image.shape[:2], roi)
     part = _bgr(image[y : y + h, x : x + w])
@@ -97,7 +97,7 @@ def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
         chunk = boxes[start : start + cfg.batch]
         crops = [part[ty : ty + tile, tx : tx + tile] for ty, tx in chunk]
         if tile != size:
-            crops = [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in crops]
+            crops = [shrink(c, size) for c in crops]
         maps, scores = infer(to_tensor_layout(crops))
         best = max(best, float(scores.max()))
         for (ty, tx), m in zip(chunk, maps):
