@@ -13,13 +13,18 @@ import multiprocessing as mp
 import resource
 import time
 from pathlib import Path
+from queue import Empty
 
 import numpy as np
 
+from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.runtime import BACKENDS, available
 
+DEFAULT_BANK = KMDGANModelConfig.model_fields["bank_size"].default
+SETTLE_S = 0.02
 
-def timing_model(input_size: int = 256, bank_size: int = 20000, seed: int = 0):
+
+def timing_model(input_size: int = 256, bank_size: int = DEFAULT_BANK, seed: int = 0):
     """An untrained full KMDGAN with random banks of bank_size rows (for timing only)."""
     import torch
 
@@ -40,33 +45,68 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def measure(backend, size: int, runs: int, batches: list[int]) -> dict:
-    """Latency at batch 1 and throughput per batch of one ready backend."""
+def _direct(fn):
+    return fn()
+
+
+def measure(backend, size: int, runs: int, batches: list[int], turn=_direct) -> dict:
+    """Latency at batch 1 and throughput per batch of one ready backend. turn(fn) runs fn when
+    it is this backend's turn (see run_bench); each timed call and each batch size is one turn."""
     rng = np.random.default_rng(0)
-    backend.warmup(size, runs=3)
+    turn(lambda: backend.warmup(size, runs=3))
     one = rng.random((1, 3, size, size), dtype=np.float32)
-    times = []
-    for _ in range(runs):
+
+    def timed_one() -> float:
+        # back-to-back, as frames on a line: an untimed call wakes the thread pool and warms the
+        # caches with this backend's own weights after the other backend's turn
+        backend.infer(one)
         t = time.perf_counter()
         backend.infer(one)
-        times.append((time.perf_counter() - t) * 1000)
-    throughput = {}
-    for b in batches:
+        return (time.perf_counter() - t) * 1000
+
+    times = [turn(timed_one) for _ in range(runs)]
+
+    def rate(b: int) -> float:
         images = rng.random((b, 3, size, size), dtype=np.float32)
         backend.infer(images)  # first call at a new batch size may plan or allocate
         repeats = max(2, runs // (2 * b))
         t = time.perf_counter()
         for _ in range(repeats):
             backend.infer(images)
-        throughput[b] = round(b * repeats / (time.perf_counter() - t), 2)
+        return round(b * repeats / (time.perf_counter() - t), 2)
+
+    throughput = {b: turn(lambda b=b: rate(b)) for b in batches}
     best = max(throughput, key=throughput.get)
     return {"p50_ms": round(_percentile(times, 50), 2), "p99_ms": round(_percentile(times, 99), 2),
             "mean_ms": round(float(np.mean(times)), 2), "runs": runs, "throughput": throughput,
             "best_batch": best, "best_images_per_s": throughput[best]}
 
 
+class _Turns:
+    """Round robin between the backends' processes: one runs while the others wait on an event
+    (blocked, not spinning), so each timed call has the CPU to itself, and a slow spell of this
+    shared machine falls on every backend alike instead of on whichever ran then."""
+
+    def __init__(self, index: int, events):
+        self.index, self.events = index, events
+
+    def __call__(self, fn):
+        mine = self.events[self.index]
+        mine.wait()
+        mine.clear()
+        try:
+            return fn()
+        finally:
+            # thread pools spin for a while after their work ends (OpenMP, ONNX Runtime): let them
+            # go idle first, so that they do not run on into the next backend's timed call
+            time.sleep(SETTLE_S)
+            self.events[(self.index + 1) % len(self.events)].set()
+
+
 def _child(name: str, artefact: str | None, device: str, size: int, bank_size: int, runs: int,
-           batches: list[int], workdir: str, queue) -> None:
+           batches: list[int], workdir: str, queue, index: int, events, ready) -> None:
+    turn = _Turns(index, events)
+    backend, error = None, None
     try:
         import torch
 
@@ -75,33 +115,63 @@ def _child(name: str, artefact: str | None, device: str, size: int, bank_size: i
 
         model = load_artefact(Path(artefact)) if artefact else timing_model(size, bank_size)
         onnx_path = None if artefact else Path(workdir) / f"timing-{size}-{bank_size}.onnx"
-        backend = open_backend(name, model, device, onnx_path=onnx_path)
-        result = measure(backend, model.input_size, runs, batches)
+        # export and load one at a time: the graph file is shared, and loading is not timed
+        backend = turn(lambda: open_backend(name, model, device, onnx_path=onnx_path))
+    except Exception as exc:  # reported in the table, not a crash of the whole run
+        error = exc
+    ready.wait()
+    if backend is None:
+        # keep passing the turn, so that the others finish
+        for _ in range(1 + runs + len(batches)):
+            turn(lambda: None)
+        queue.put((index, {"error": f"{type(error).__name__}: {error}"}))
+        return
+    try:
+        result = measure(backend, model.input_size, runs, batches, turn)
         result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         if name == "torch" and device.startswith("cuda"):
             result["peak_device_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        queue.put(result)
-    except Exception as exc:  # reported in the table, not a crash of the whole run
-        queue.put({"error": f"{type(exc).__name__}: {exc}"})
+        queue.put((index, result))
+    except Exception as exc:
+        queue.put((index, {"error": f"{type(exc).__name__}: {exc}"}))
 
 
 def run_bench(names: list[str], artefact: Path | None, device: str, size: int, bank_size: int, runs: int,
               batches: list[int], workdir: Path) -> dict[str, dict]:
+    """Each available backend in its own process (its own peak memory), all started together and
+    taking turns call by call: the latencies are measured side by side, interleaved."""
     reasons = available()
-    results = {}
+    results = {name: {"unavailable": reasons[name]} for name in names if reasons.get(name)}
+    running = [name for name in names if not reasons.get(name)]
     workdir.mkdir(parents=True, exist_ok=True)
     ctx = mp.get_context("spawn")
-    for name in names:
-        if reasons.get(name):
-            results[name] = {"unavailable": reasons[name]}
-            continue
-        queue = ctx.Queue()
-        proc = ctx.Process(target=_child, args=(name, str(artefact) if artefact else None, device, size,
-                                                bank_size, runs, batches, str(workdir), queue))
+    events = [ctx.Event() for _ in running]
+    ready = ctx.Barrier(len(running)) if running else None
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_child, args=(name, str(artefact) if artefact else None, device, size, bank_size,
+                                              runs, batches, str(workdir), queue, i, events, ready))
+             for i, name in enumerate(running)]
+    for proc in procs:
         proc.start()
-        results[name] = queue.get()
+    if events:
+        events[0].set()
+    measured: dict[int, dict] = {}
+    while len(measured) < len(procs):
+        try:
+            index, result = queue.get(timeout=2)
+            measured[index] = result
+        except Empty:
+            dead = [i for i, proc in enumerate(procs) if i not in measured and proc.exitcode not in (None, 0)]
+            if dead:  # a crashed backend (say, a native library's abort) would stall the round robin
+                for proc in procs:
+                    proc.terminate()
+                for i in range(len(procs)):
+                    measured.setdefault(i, {"error": f"process of {running[dead[0]]} died "
+                                                     f"(exit code {procs[dead[0]].exitcode}); run stopped"})
+    for proc in procs:
         proc.join()
-    return results
+    results.update({name: measured[i] for i, name in enumerate(running)})
+    return {name: results[name] for name in names}
 
 
 def stage_flops(model) -> dict[str, float]:

@@ -49,7 +49,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", choices=["memory-bank", "kmdgan"], default=None,
                    help="model to fit and measure (default: the config's, else memory-bank)")
     p.add_argument("--artefact", type=Path, help="measure this trained KMDGAN artefact instead of training one")
-    p.add_argument("--bank-size", type=int, help="memory bank entries (memory-bank: 40000; kmdgan: 20000 per scale)")
+    p.add_argument("--bank-size", type=int, help="memory bank entries (memory-bank: 40000; kmdgan: 8192 per scale)")
     p.add_argument("--sampler", choices=["random", "coreset"], help="memory-bank subsampling")
     _kmdgan_args(p)
     p.add_argument("--batch-size", type=int, default=1, help="test batch size for timing (default 1)")
@@ -75,7 +75,8 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     )
     _dataset_args(p)
     _kmdgan_args(p)
-    p.add_argument("--bank-size", type=int, help="memory entries per matched scale (default 20000)")
+    p.add_argument("--bank-size", type=int, help="memory entries per matched scale (default 8192)")
+    p.add_argument("--sampler", choices=["random", "coreset"], help="bank subsampling (default coreset)")
     p.add_argument("--out", type=Path, help="artefact path (default models/<station or dataset>.safetensors)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint beside --out")
     p.add_argument("--device", default=None, help="torch device for training, e.g. cuda:0 (default: the config's "

@@ -49,9 +49,10 @@ class KMDGANModulesConfig(Strict):
 class KMDGANModelConfig(Strict):
     kind: Literal["kmdgan"] = Field(description="The KMDGAN generator with its memory of normal features.")
     input_size: int = Field(256, ge=64, le=1024, multiple_of=32, description="Square model input in pixels.")
-    bank_size: int = Field(20000, ge=16, description="Memory entries per matched scale.")
+    bank_size: int = Field(8192, ge=16, description="Memory entries per matched scale.")
     sampler: Literal["random", "coreset"] = Field(
-        "random", description="How each bank is subsampled from the training features.")
+        "coreset", description="How each bank is subsampled from the training features (coreset: greedy "
+        "k-center, the same detection as a random bank 2.4x its size; docs/benchmarks.md).")
     match_strides: list[Literal[8, 16]] = Field([8, 16], min_length=1, description="Backbone strides matched against memory.")
     modules: KMDGANModulesConfig = Field(default_factory=KMDGANModulesConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)

@@ -13,11 +13,15 @@ import torch
 
 from edge_inspector.artefact import LoadedModel
 from edge_inspector.errors import UserError
+from edge_inspector.model.memory_bank import pad_bank
 from edge_inspector.runtime.base import Backend
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
+# bumped whenever the exported graph changes shape or inputs (2: bank searched in row blocks):
+# a graph exported by an older edge-inspector is exported again, not fed what it does not expect
+GRAPH_REVISION = 2
 MAP_TOLERANCE = 1e-3  # max |difference| of anomaly-map probabilities
 SCORE_TOLERANCE = 1e-3  # max |difference| of image scores, relative to max(1, |score|)
 
@@ -34,7 +38,8 @@ def bank_locations(model: LoadedModel) -> dict[str, int]:
 def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
     """The artefact's ONNX graph, exported and parity-checked unless a current one is there.
 
-    A sidecar JSON records the artefact's hash: a retrained artefact gets a fresh graph.
+    A sidecar JSON records the artefact's hash and the graph revision: a retrained artefact, or a
+    newer edge-inspector whose graph differs, gets a fresh graph.
     """
     if onnx_path is None:
         if model.path is None:
@@ -45,13 +50,15 @@ def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
     digest = model.meta.get("sha256")
     if onnx_path.is_file() and sidecar.is_file():
         try:
-            if json.loads(sidecar.read_text()).get("artefact_sha256") == digest:
+            recorded = json.loads(sidecar.read_text())
+            if recorded.get("artefact_sha256") == digest and recorded.get("graph_revision") == GRAPH_REVISION:
                 return onnx_path
         except ValueError:
             pass  # an unreadable sidecar: export again
     log.info("exporting %s to ONNX (parity is checked first)", onnx_path)
     figures = export_checked(model, onnx_path, parity_images(model.input_size))
-    sidecar.write_text(json.dumps({"artefact_sha256": digest, "parity": figures}, indent=2) + "\n")
+    sidecar.write_text(json.dumps({"artefact_sha256": digest, "graph_revision": GRAPH_REVISION, "parity": figures},
+                                  indent=2) + "\n")
     return onnx_path
 
 
@@ -73,7 +80,8 @@ def export_checked(model: LoadedModel, out: Path, images: np.ndarray) -> dict:
 def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:
     """One graph: normalisation -> backbone -> memory matching -> fusion -> decoder -> map and score.
 
-    The memory banks are inputs with a dynamic row count, so a recalibrated bank needs no re-export.
+    The memory banks are inputs with a dynamic row count, so a recalibrated bank needs no re-export;
+    their rows are a whole number of ROW_BLOCK blocks (the backends pad them with pad_bank).
     """
     import onnx
 
@@ -88,7 +96,8 @@ def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints taken from shapes
-        torch.onnx.export(graph, (image, *model.banks), str(out), dynamo=False, opset_version=opset,
+        banks = [torch.from_numpy(pad_bank(b.numpy())) for b in model.banks]
+        torch.onnx.export(graph, (image, *banks), str(out), dynamo=False, opset_version=opset,
                           input_names=["image", *names], output_names=["anomaly_map", "image_score"],
                           dynamic_axes=dynamic)
     onnx.checker.check_model(str(out))

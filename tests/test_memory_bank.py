@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from edge_inspector.model.memory_bank import CoresetSampler, RandomSampler, nearest
+import numpy as np
+
+from edge_inspector.model.memory_bank import ROW_BLOCK, CoresetSampler, RandomSampler, nearest, pad_bank
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 100, 1000])
@@ -12,6 +14,21 @@ def test_nearest_matches_brute_force(chunk):
     ref = torch.cdist(q, bank)
     assert torch.equal(i, ref.argmin(1))
     assert torch.allclose(d.sqrt(), ref.min(1).values, atol=1e-4)
+
+
+@pytest.mark.parametrize("rows", [ROW_BLOCK, 300, 1000])
+def test_block_search_of_exported_graphs_matches_argmin_ties_included(rows):
+    g = torch.Generator().manual_seed(rows)
+    q = torch.randn(64, 8, generator=g)
+    bank = torch.randn(rows, 8, generator=g)
+    bank[rows // 2] = bank[3]  # a tie: both searches must take the first of the two
+    q[0] = bank[3]
+    padded = torch.from_numpy(pad_bank(bank.numpy()))
+    assert padded.shape[0] % ROW_BLOCK == 0 and torch.equal(padded[:rows], bank)
+    d, i = nearest(q, padded, chunk=None)
+    ref = torch.cdist(q, bank)
+    assert torch.equal(i, ref.argmin(1)) and int(i[0]) == 3
+    assert torch.allclose(d.sqrt(), ref.min(1).values, atol=1e-3)
 
 
 def test_random_sampler_is_a_deterministic_subset():

@@ -99,6 +99,15 @@ def test_ensure_onnx_reuses_a_current_graph_and_reexports_a_stale_one(exported, 
     sidecar.write_text(sidecar.read_text().replace(model.meta["sha256"], "0" * 64))  # another artefact's
     ensure_onnx(model, path)
     assert model.meta["sha256"] in sidecar.read_text()
+    # a graph an older edge-inspector exported (no revision recorded) is exported again
+    import json
+
+    record = json.loads(sidecar.read_text())
+    del record["graph_revision"]
+    sidecar.write_text(json.dumps(record))
+    stamp = path.stat().st_mtime_ns
+    ensure_onnx(model, path)
+    assert path.stat().st_mtime_ns != stamp and "graph_revision" in json.loads(sidecar.read_text())
 
 
 def test_open_backend_gives_ready_backends_that_agree(exported, tmp_path):
@@ -126,3 +135,16 @@ def test_bench_verb_times_each_backend_in_one_run(tmp_path, capsys):
     assert "tensorrt" in report["results"]  # measured where it runs, else the reason it cannot
     assert set(report["stages_ms"]) == {"backbone", "matching", "decoder_and_score"}
     assert "| onnxruntime |" in capsys.readouterr().out
+
+
+def test_bench_with_a_backend_that_cannot_load_reports_it_and_finishes(tmp_path, capsys):
+    # every process fails to load the corrupt artefact: the round robin must still end, with reasons
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x00" * 64)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--backend", "torch", "--artefact", str(bad), "--runs", "2", "--batches", "1",
+                 "--workdir", str(tmp_path), "--json", str(out)]) == 0
+    import json
+
+    r = json.loads(out.read_text())["results"]["torch"]
+    assert "error" in r and str(bad) in r["error"]

@@ -2,7 +2,7 @@
 """Where ONNX Runtime spends its time on the full KMDGAN graph: per-operator kernel time from
 ONNX Runtime's own profiler, at batch 1. Prints a table and writes JSON.
 
-    python tools/profile_onnxruntime.py --bank-size 20000
+    python tools/profile_onnxruntime.py --bank-size 8192
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_inspector.bench import timing_model  # noqa: E402
 from edge_inspector.export import bank_input_names, export_onnx  # noqa: E402
+from edge_inspector.model.memory_bank import pad_bank  # noqa: E402
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--bank-size", type=int, default=20000)
+    p.add_argument("--bank-size", type=int, default=8192)
     p.add_argument("--runs", type=int, default=15)
     p.add_argument("--workdir", type=Path, default=Path("reports/profile"))
     p.add_argument("--out", type=Path, default=Path("reports/profile_onnxruntime.json"))
@@ -40,7 +41,7 @@ def main() -> int:
     options.profile_file_prefix = str(args.workdir / "onnxruntime_profile")
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
     feeds = {"image": np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32),
-             **{n: b.numpy() for n, b in zip(bank_input_names(model), model.banks)}}
+             **{n: pad_bank(b.numpy()) for n, b in zip(bank_input_names(model), model.banks)}}
     for _ in range(3):
         session.run(None, feeds)
     times = []

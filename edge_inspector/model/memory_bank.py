@@ -8,32 +8,45 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 DEFAULT_CHUNK = 8192
+ROW_BLOCK = 128  # exported graphs search the bank in blocks of this many rows (see nearest)
+FAR = 1e4  # feature value of the rows that pad a bank to a whole number of blocks: never nearest
 
 
 def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAULT_CHUNK,
             blank: Callable[[torch.Tensor, int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """For each row of queries (N, C), the squared distance to and index of its nearest bank row (M, C).
 
-    chunk None: one pass over the whole bank, with no slicing, so that a traced graph keeps the
-    bank's row count dynamic (exported graphs take banks of any size).
+    chunk None: the form exported graphs use. One pass over the whole bank with no slicing, so that
+    the graph keeps the bank's row count dynamic; the bank's rows must be a whole number of
+    ROW_BLOCK blocks (pad_bank). Its nearest row is found without ArgMin over the full distance
+    matrix (ONNX Runtime's ArgMin is a scalar loop, 10x slower than its ReduceMin): a ReduceMin
+    per block of rows, an ArgMin over the block minima, then an ArgMin inside the winning block.
+    Same index as a plain argmin, ties included (first block, then first row in it).
     blank(d, start): sets to inf, in place, the entries of a distance block (bank rows from start)
     that a query must not match.
     """
     q_sq = (queries * queries).sum(1)
+    # |m|^2 - 2 q.m as one matmul of [q, 1] and [-2m, |m|^2]: no bias matrix to broadcast into
+    # the output first (ONNX Runtime's Gemm does), the same cost as addmm in torch
+    q_aug = torch.cat([queries, torch.ones_like(queries[:, :1])], 1)
     if chunk is None and blank is None:
-        d = torch.addmm((bank * bank).sum(1)[None, :], queries, bank.T, alpha=-2.0)
-        d_min, i_min = d.min(1)
-        return (d_min + q_sq).clamp_min(0.0), i_min
+        d = q_aug @ _augment(bank).T
+        n = d.shape[0]
+        blocks = d.reshape(n, -1, ROW_BLOCK)
+        block_min = blocks.amin(2)
+        best = block_min.argmin(1)
+        inside = torch.gather(blocks, 1, best[:, None, None].expand(n, 1, ROW_BLOCK)).squeeze(1)
+        d_min = torch.gather(block_min, 1, best[:, None]).squeeze(1)
+        return (d_min + q_sq).clamp_min(0.0), best * ROW_BLOCK + inside.argmin(1)
     chunk = chunk or bank.shape[0]
     best_d = torch.full_like(q_sq, float("inf"))
     best_i = torch.zeros(queries.shape[0], dtype=torch.long, device=queries.device)
     for start in range(0, bank.shape[0], chunk):
-        part = bank[start : start + chunk]
-        # |m|^2 - 2 q.m in one fused op; |q|^2 is the same for every m and is added after the min
-        d = torch.addmm((part * part).sum(1)[None, :], queries, part.T, alpha=-2.0)
+        d = q_aug @ _augment(bank[start : start + chunk]).T
         if blank is not None:
             blank(d, start)
         d_min, i_min = d.min(1)
@@ -41,6 +54,20 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAU
         best_d = torch.where(better, d_min, best_d)
         best_i = torch.where(better, i_min + start, best_i)
     return (best_d + q_sq).clamp_min(0.0), best_i
+
+
+def _augment(bank: torch.Tensor) -> torch.Tensor:
+    return torch.cat([-2.0 * bank, (bank * bank).sum(1, keepdim=True)], 1)
+
+
+def pad_bank(bank: np.ndarray) -> np.ndarray:
+    """A bank for an exported graph: rows padded to a whole number of ROW_BLOCK blocks with rows
+    far from any feature (distance ~1e8 x channels), which no query ever takes as its nearest."""
+    bank = np.ascontiguousarray(bank, dtype=np.float32)
+    missing = -bank.shape[0] % ROW_BLOCK
+    if not missing:
+        return bank
+    return np.concatenate([bank, np.full((missing, bank.shape[1]), FAR, np.float32)])
 
 
 class RandomSampler:

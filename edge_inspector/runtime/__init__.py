@@ -42,8 +42,10 @@ def require(name: str) -> None:
 def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None = None, **engine_options):
     """A ready backend for a loaded model artefact. ONNX Runtime and TensorRT use the exported graph
     beside the artefact, exported (with its parity check) when it is missing or stale."""
+    from edge_inspector.model.memory_bank import pad_bank
+
     require(name)
-    banks = [b.numpy() for b in model.banks]
+    banks = [pad_bank(b.numpy()) for b in model.banks]  # for the exported graph's block search
     if name == "torch":
         from edge_inspector.runtime.torch_backend import TorchBackend
 

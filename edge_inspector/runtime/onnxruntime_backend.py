@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_inspector.errors import UserError
+from edge_inspector.model.memory_bank import pad_bank
 from edge_inspector.runtime.base import Backend
 
 try:
@@ -45,7 +46,7 @@ class OnnxRuntimeBackend(Backend):
     def swap_banks(self, banks: list[np.ndarray]) -> None:
         if len(banks) != len(self.bank_names):
             raise UserError(f"onnxruntime: graph takes {len(self.bank_names)} memory banks, got {len(banks)}")
-        banks = [np.ascontiguousarray(b, dtype=np.float32) for b in banks]
+        banks = [pad_bank(b) for b in banks]  # whole blocks of rows, as the graph searches them
         if self.cuda:
             self.banks = [ort.OrtValue.ortvalue_from_numpy(b, "cuda", self.device_id) for b in banks]
         else:

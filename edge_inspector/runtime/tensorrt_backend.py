@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_inspector.errors import UserError
+from edge_inspector.model.memory_bank import pad_bank
 from edge_inspector.runtime import cuda_memory as cm
 from edge_inspector.runtime.base import Backend
 
@@ -55,6 +56,7 @@ class TensorRTBackend(Backend):
         if len(banks) != len(self.bank_names):
             raise UserError(f"tensorrt: engine takes {len(self.bank_names)} memory banks, got {len(banks)}")
         bufs = []
+        banks = [pad_bank(b) for b in banks]  # whole blocks of rows, as the graph searches them
         for name, bank in zip(self.bank_names, banks):
             lo, _, hi = self.engine.get_tensor_profile_shape(name, 0)
             if not lo[0] <= bank.shape[0] <= hi[0] or bank.shape[1] != hi[1]:

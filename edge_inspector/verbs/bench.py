@@ -6,7 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
+from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.errors import UserError
+
+DEFAULT_BANK = KMDGANModelConfig.model_fields["bank_size"].default
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +22,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artefact", type=Path, help="trained model artefact (default: an untrained timing model)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--size", type=int, default=256, help="input size of the timing model (default 256)")
-    p.add_argument("--bank-size", type=int, default=20000, help="bank rows of the timing model (default 20000)")
+    p.add_argument("--bank-size", type=int, default=DEFAULT_BANK, help=f"bank rows of the timing model (default {DEFAULT_BANK}, as trained)")
     p.add_argument("--runs", type=int, default=50, help="timed batch-1 runs per backend (default 50)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8], help="batch sizes for throughput")
     p.add_argument("--stages", action="store_true", help="also time backbone / matching / decoder (eager torch)")
