@@ -167,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from edge_inspector.evaluate import evaluate, evaluate_frames, format_table, test_frames, write_json
+    from edge_inspector.evaluate import evaluate, evaluate_frames, format_table, frames_of, write_json
 
     kind = args.model or ("kmdgan" if args.artefact else None)
     if kind is None and args.config:
@@ -206,7 +206,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             result = evaluate(_numpy_predict(model), split, model_cfg.input_size, threshold, args.batch_size,
                               progress=not args.quiet)
         else:
-            result = evaluate_frames(test_frames(split.test), _numpy_predict(model), model_cfg.input_size,
+            result = evaluate_frames(frames_of(split.test), _numpy_predict(model), model_cfg.input_size,
                                      threshold, inspection, args.eval_size or model_cfg.input_size,
                                      total=len(split.test), progress=not args.quiet)
             result["split"] = split.sizes()

@@ -53,7 +53,7 @@ def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_
     return result
 
 
-def test_frames(samples: Sequence[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
+def frames_of(samples: Sequence[Sample]) -> Iterator[tuple[np.ndarray, np.ndarray, int]]:
     """(image at its own resolution, mask of the same size, label) per readable sample."""
     for sample in samples:
         image = read_image(sample.image)

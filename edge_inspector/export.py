@@ -22,8 +22,13 @@ OPSET = 17
 # bumped whenever the exported graph changes shape or inputs (2: bank searched in row blocks):
 # a graph exported by an older edge-inspector is exported again, not fed what it does not expect
 GRAPH_REVISION = 2
-MAP_TOLERANCE = 1e-3  # max |difference| of anomaly-map probabilities
+# max |difference| of anomaly-map probabilities. Not 1e-3: the two runtimes sum the distance
+# matmul in a different order, so a location whose two nearest bank rows are almost equally near
+# can take the other one; on the 573 Magnetic Tile test images that moved a map value by up to
+# 1.5e-3 (docs/benchmarks.md), with every verdict the same
+MAP_TOLERANCE = 5e-3
 SCORE_TOLERANCE = 1e-3  # max |difference| of image scores, relative to max(1, |score|)
+PIXEL_LEVEL = 0.5  # the service's default pixel_threshold
 
 
 def bank_input_names(model: LoadedModel) -> list[str]:
@@ -119,8 +124,11 @@ def check_parity(reference: Backend, candidate: Backend, images: np.ndarray, thr
     map_diff = float(np.abs(ref_maps - maps).max())
     score_diff = float((np.abs(ref_scores - scores) / np.maximum(1.0, np.abs(ref_scores))).max())
     verdicts_differ = int(((ref_scores >= threshold) != (scores >= threshold)).sum())
+    # what a map difference can change downstream: pixels on the other side of the default level
+    crossing = int(((ref_maps >= PIXEL_LEVEL) != (maps >= PIXEL_LEVEL)).sum())
     figures = {"images": len(images), "max_map_difference": map_diff, "max_score_difference": score_diff,
-               "verdicts_differing": verdicts_differ, "map_tolerance": MAP_TOLERANCE, "score_tolerance": SCORE_TOLERANCE}
+               "verdicts_differing": verdicts_differ, "pixels_crossing_0.5": crossing, "pixels": int(maps.size),
+               "map_tolerance": MAP_TOLERANCE, "score_tolerance": SCORE_TOLERANCE}
     if map_diff > MAP_TOLERANCE or score_diff > SCORE_TOLERANCE or verdicts_differ:
         raise UserError(f"{candidate.name} does not match {reference.name}: max map difference {map_diff:.2e} "
                         f"(tolerance {MAP_TOLERANCE:.0e}), max score difference {score_diff:.2e} (tolerance "

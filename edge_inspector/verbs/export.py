@@ -21,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx", help="what to export (default onnx)")
     p.add_argument("--out", type=Path, help="ONNX output path (default: the artefact's name with .onnx)")
     p.add_argument("--images", type=Path, help="folder of images to check parity on (default: synthetic parts)")
+    p.add_argument("--dataset", choices=["folder", "magnetic-tile", "mvtec", "visa"],
+                   help="check parity on the test part of this dataset's protocol split instead (with --root)")
+    p.add_argument("--root", type=Path, help="dataset folder for --dataset")
+    p.add_argument("--category", help="dataset category for --dataset (MVTec AD, VisA)")
     p.add_argument("--no-fp16", action="store_true", help="tensorrt: build in FP32")
     p.add_argument("--int8", action="store_true", help="tensorrt: INT8, calibrated on the parity images")
     p.add_argument("--max-batch", type=int, default=8, help="tensorrt: largest batch of the engine (default 8)")
@@ -28,9 +32,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _images(folder: Path | None, size: int):
+def _images(args: argparse.Namespace, size: int):
     from edge_inspector.export import parity_images
 
+    folder = args.images
+    if args.dataset:
+        import numpy as np
+
+        from edge_inspector.data import load_split
+        from edge_inspector.data.loader import iter_batches
+
+        if args.root is None:
+            raise UserError(f"export --dataset {args.dataset} needs --root (the dataset folder)")
+        test = load_split(args.dataset, args.root, args.category).test
+        return np.concatenate([b.images for b in iter_batches(test, size, 16)])
     if not folder:
         return parity_images(size)
     from edge_inspector.data.folder import list_images, require_dir
@@ -50,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     require("onnxruntime" if args.format == "onnx" else "tensorrt")
     model = load_artefact(args.artefact)
-    images = _images(args.images, model.input_size)
+    images = _images(args, model.input_size)
     out = args.out or args.artefact.with_suffix(".onnx")
     if args.format == "onnx":
         figures = export_checked(model, out, images)
@@ -73,5 +88,6 @@ def run(args: argparse.Namespace) -> int:
         what = f"TensorRT engine: {engine}"
     print(what)
     print(f"parity with PyTorch on {figures['images']} images: max map difference {figures['max_map_difference']:.2e}, "
-          f"max score difference {figures['max_score_difference']:.2e}, verdicts differing {figures['verdicts_differing']}")
+          f"max score difference {figures['max_score_difference']:.2e}, verdicts differing {figures['verdicts_differing']}, "
+          f"map pixels on the other side of 0.5: {figures['pixels_crossing_0.5']} of {figures['pixels']}")
     return 0
