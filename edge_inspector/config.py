@@ -62,6 +62,8 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     map_blend: bool = Field(True, description="Anomaly map = max(learned mask, memory distance squashed at the "
                             "level held-out normal pixels reach once in a thousand).")
+    position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
+                                   "training normals (image borders sit farther from the bank).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
 

@@ -28,10 +28,8 @@ log = logging.getLogger(__name__)
 SIZE = 256  # frame size of the demo's camera
 NORMALS, BLURRED, OVEREXPOSED = 60, 3, 2
 RUN_NORMAL, RUN_DEFECTS = 12, 4  # per kind
-# random banks: on these 60 normals the coreset bank rejected 4 of 12 good parts against 2 (one
-# run each, every false reject on an image corner; docs/benchmarks.md)
-DEMO_MODEL = {"kind": "kmdgan", "input_size": 128, "bank_size": 4000, "sampler": "random", "profile": "fast",
-              "iterations": 200, "batch_size": 8}
+DEMO_MODEL = {"kind": "kmdgan", "input_size": 128, "bank_size": 4000, "profile": "fast", "iterations": 200,
+              "batch_size": 8}
 
 
 def broker_reachable(host: str, port: int) -> bool:

@@ -65,7 +65,9 @@ def architecture_of(cfg: KMDGANModelConfig) -> KMDGANArchitecture:
     m = cfg.modules
     return KMDGANArchitecture(match_strides=sorted(cfg.match_strides), memory_matching=m.memory_matching,
                               cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
-                              edge_context=m.edge_context, map_blend=cfg.map_blend)
+                              edge_context=m.edge_context, map_blend=cfg.map_blend,
+                              position_sides=[cfg.input_size // s for s in sorted(cfg.match_strides)]
+                              if cfg.position_profile and m.memory_matching else [])
 
 
 def _read_all(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -129,10 +131,16 @@ def flips(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray
 
 
 def set_distance_scale(model: KMDGANGenerator, normals: Pool) -> None:
-    """Normalise each memory distance by its typical worst spot on a training normal."""
+    """Normalise each memory distance by its positional profile (where the model has one: the mean
+    distance at each location over the training normals, relative to the map's mean; their memories
+    leave their own image out, as in service), then by its typical worst spot on a training normal."""
     for i, s in enumerate(model.matched):
         f, m = normals.feats[STRIDES.index(s)].float(), normals.memories[i].float()
-        worst = (f - m).pow(2).sum(1).sqrt().flatten(1).amax(1)
+        d = (f - m).pow(2).sum(1, keepdim=True).sqrt()
+        if model.arch.position_sides:
+            at = d.mean(0, keepdim=True)
+            getattr(model, f"position_{s}").copy_((at / at.mean()).clamp_min(1e-3))
+        worst = (d / model.position(i)).flatten(1).amax(1)
         model.distance_scale[i] = worst.mean().clamp_min(1e-6)
 
 

@@ -77,6 +77,18 @@ def test_artefact_round_trip_gives_identical_outputs(trained):
     assert again.meta["training"]["few_shot"] == 6 and np.isfinite(again.threshold)
 
 
+def test_positional_profile_is_learned_from_normals_and_travels_in_the_artefact(trained):
+    _, model = trained
+    g = load_artefact(model.path).model
+    assert g.arch.position_sides == [128 // s for s in g.matched]
+    for i, s in enumerate(g.matched):
+        profile = g.position(i)[0, 0]
+        assert profile.shape == (128 // s, 128 // s) and abs(float(profile.mean()) - 1) < 1e-4
+        # what it is for: on the training normals, border locations sit farther from the bank
+        border = torch.cat([profile[0], profile[-1], profile[1:-1, 0], profile[1:-1, -1]])
+        assert float(border.mean()) > float(profile[1:-1, 1:-1].mean())
+
+
 def test_corrupt_artefacts_are_refused_with_one_line(trained, tmp_path):
     _, model = trained
     data = model.path.read_bytes()

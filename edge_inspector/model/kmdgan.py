@@ -48,6 +48,10 @@ class KMDGANArchitecture:
     # anomaly map = max(learned mask, squashed memory distance): the mask is sharp on the defect
     # kinds it has learned, the distance still lights up kinds it has never seen
     map_blend: bool = False  # False in artefacts written before it existed
+    # per matched stride, the side of its distance map whose positional profile divides the memory
+    # distance: a location at the border (padding, fewer pooled neighbours) sits farther from the
+    # bank than one in the middle on every normal image, and would light up first; empty: none
+    position_sides: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -79,6 +83,8 @@ class KMDGANGenerator(nn.Module):
         self.register_buffer("distance_scale", torch.ones(len(self.matched)))
         self.register_buffer("score_center", torch.zeros(2))
         self.register_buffer("score_scale", torch.ones(2))
+        for s, side in zip(self.matched, arch.position_sides):
+            self.register_buffer(f"position_{s}", torch.ones(1, 1, side, side))
         if arch.map_blend and self.matched:
             # per matched stride: the distance level a normal pixel rarely reaches, and its spread
             self.register_buffer("map_center", torch.zeros(len(self.matched)))
@@ -104,7 +110,7 @@ class KMDGANGenerator(nn.Module):
             if s in self.matched:
                 i = self.matched.index(s)
                 f, d = self.matching(f, memories[i])
-                distances.append(d / self.distance_scale[i])
+                distances.append(d / (self.distance_scale[i] * self.position(i)))
             xs.append(proj(f))
         if self.fusion is not None:
             xs = self.fusion(xs)
@@ -119,6 +125,10 @@ class KMDGANGenerator(nn.Module):
         # the head works at stride 2 and its logits are upsampled: full-resolution layers cost 4x
         # as much and would not let the fast profile train on a 2-core CPU in its budget
         return _up(self.head(z), size=image.shape[-2:]), distances
+
+    def position(self, i: int) -> torch.Tensor | float:
+        """The positional profile of matched stride i (mean 1 over the map), or 1 without one."""
+        return getattr(self, f"position_{self.matched[i]}") if self.arch.position_sides else 1.0
 
     def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
         """(B, parts): the top-k mean of the mask and, with memory, the aggregated memory distance."""
