@@ -17,14 +17,13 @@ from queue import Empty
 
 import numpy as np
 
-from edge_inspector.config import KMDGANModelConfig
+from edge_inspector.config import KMDGAN_BANK_SIZE
 from edge_inspector.runtime import BACKENDS, available
 
-DEFAULT_BANK = KMDGANModelConfig.model_fields["bank_size"].default
 SETTLE_S = 0.02
 
 
-def timing_model(input_size: int = 256, bank_size: int = DEFAULT_BANK, seed: int = 0):
+def timing_model(input_size: int = 256, bank_size: int = KMDGAN_BANK_SIZE, seed: int = 0):
     """An untrained full KMDGAN with random banks of bank_size rows (for timing only)."""
     import torch
 
@@ -49,9 +48,14 @@ def _direct(fn):
     return fn()
 
 
+def measure_turns(runs: int, batches: list[int]) -> int:
+    """How many turns measure() takes: the warm-up, each timed call, each batch size."""
+    return 1 + runs + len(batches)
+
+
 def measure(backend, size: int, runs: int, batches: list[int], turn=_direct) -> dict:
     """Latency at batch 1 and throughput per batch of one ready backend. turn(fn) runs fn when
-    it is this backend's turn (see run_bench); each timed call and each batch size is one turn."""
+    it is this backend's turn (see run_bench); it is called measure_turns(runs, batches) times."""
     rng = np.random.default_rng(0)
     turn(lambda: backend.warmup(size, runs=3))
     one = rng.random((1, 3, size, size), dtype=np.float32)
@@ -122,7 +126,7 @@ def _child(name: str, artefact: str | None, device: str, size: int, bank_size: i
     ready.wait()
     if backend is None:
         # keep passing the turn, so that the others finish
-        for _ in range(1 + runs + len(batches)):
+        for _ in range(measure_turns(runs, batches)):
             turn(lambda: None)
         queue.put((index, {"error": f"{type(error).__name__}: {error}"}))
         return

@@ -17,6 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from edge_inspector.errors import ConfigError
 
 
+KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keeps and bench times
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -49,7 +52,7 @@ class KMDGANModulesConfig(Strict):
 class KMDGANModelConfig(Strict):
     kind: Literal["kmdgan"] = Field(description="The KMDGAN generator with its memory of normal features.")
     input_size: int = Field(256, ge=64, le=1024, multiple_of=32, description="Square model input in pixels.")
-    bank_size: int = Field(8192, ge=16, description="Memory entries per matched scale.")
+    bank_size: int = Field(KMDGAN_BANK_SIZE, ge=16, description="Memory entries per matched scale.")
     sampler: Literal["random", "coreset"] = Field(
         "coreset", description="How each bank is subsampled from the training features (coreset: greedy "
         "k-center, the same detection as a random bank 2.4x its size; docs/benchmarks.md).")

@@ -6,24 +6,23 @@ import argparse
 import json
 from pathlib import Path
 
-from edge_inspector.config import KMDGANModelConfig
+from edge_inspector.config import KMDGAN_BANK_SIZE
 from edge_inspector.errors import UserError
-
-DEFAULT_BANK = KMDGANModelConfig.model_fields["bank_size"].default
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="measure latency and throughput of each runtime backend side by side",
         description="Latency p50/p99 at batch 1, throughput at each batch (the best is reported) and peak "
-        "memory of each backend, each in its own process; the processes take turns call by call, so that a slow spell of a shared machine falls on every backend alike. Without --artefact an untrained full "
+        "memory of each backend, each in its own process; the processes take turns call by call, so that a "
+        "slow spell of a shared machine falls on every backend alike. Without --artefact an untrained full "
         "KMDGAN with a full-size random bank is timed (inference cost does not depend on learned weights).")
     p.add_argument("--backend", default="all", help="torch, onnxruntime, tensorrt or all (default)")
     p.add_argument("--artefact", type=Path, help="trained model artefact (default: an untrained timing model)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--size", type=int, default=256, help="input size of the timing model (default 256)")
-    p.add_argument("--bank-size", type=int, default=DEFAULT_BANK,
-                   help=f"bank rows of the timing model (default {DEFAULT_BANK}, as trained)")
+    p.add_argument("--bank-size", type=int, default=KMDGAN_BANK_SIZE,
+                   help=f"bank rows of the timing model (default {KMDGAN_BANK_SIZE}, as trained)")
     p.add_argument("--runs", type=int, default=50, help="timed batch-1 runs per backend (default 50)")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8], help="batch sizes for throughput")
     p.add_argument("--stages", action="store_true", help="also time backbone / matching / decoder (eager torch)")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import get_args
 
+from edge_inspector.config import DatasetConfig
 from edge_inspector.errors import UserError
 
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=["onnx", "tensorrt"], default="onnx", help="what to export (default onnx)")
     p.add_argument("--out", type=Path, help="ONNX output path (default: the artefact's name with .onnx)")
     p.add_argument("--images", type=Path, help="folder of images to check parity on (default: synthetic parts)")
-    p.add_argument("--dataset", choices=["folder", "magnetic-tile", "mvtec", "visa"],
+    p.add_argument("--dataset", choices=get_args(DatasetConfig.model_fields["layout"].annotation),
                    help="check parity on the test part of this dataset's protocol split instead (with --root)")
     p.add_argument("--root", type=Path, help="dataset folder for --dataset")
     p.add_argument("--category", help="dataset category for --dataset (MVTec AD, VisA)")
