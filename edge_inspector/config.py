@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge_inspector.errors import ConfigError
 
-
 KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keeps and bench times
 
 

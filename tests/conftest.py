@@ -30,7 +30,7 @@ def tiny_kmdgan(product_set, tmp_path_factory):
     """(split, trained model): KMDGAN trained 40 iterations at 128 px on the product set, once."""
     from edge_inspector.config import KMDGANModelConfig
     from edge_inspector.data import load_split
-    from edge_inspector.train import train_kmdgan
+    from edge_inspector.model.kmdgan.training import train_kmdgan
 
     split = load_split("folder", product_set)
     cfg = KMDGANModelConfig(kind="kmdgan", input_size=128, bank_size=2000, iterations=40, batch_size=6)

@@ -2,12 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from edge_inspector.baseline import fit_memory_bank
 from edge_inspector.config import BackboneConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.errors import UserError
-from edge_inspector.evaluate import evaluate
+from edge_inspector.evaluation.harness import evaluate
 from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 
 
 def test_backbone_loads_package_weights_and_gives_strided_features():

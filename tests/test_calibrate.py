@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import yaml
 
-from edge_inspector.artefact import load_artefact
 from edge_inspector.calibration import store
 from edge_inspector.calibration.quality import screen
 from edge_inspector.calibration.report import overlay
-from edge_inspector.calibration.run import model_path, station_dir
+from edge_inspector.calibration.store import model_path, station_folder
 from edge_inspector.cli import main
 from edge_inspector.config import load_config
-from edge_inspector.data.synthetic_product import DEFECT_TYPES, _draw_defect, make_part
+from edge_inspector.data.synthetic_product import DEFECT_TYPES, draw_defect, make_part
+from edge_inspector.model.kmdgan.artefact import load_artefact
 
 
 def _line(tmp_path):
@@ -34,7 +34,7 @@ def _line(tmp_path):
             part = cv2.convertScaleAbs(part, alpha=2.2, beta=40)
         cv2.imwrite(str(frames / f"{i:03d}_{kind}.png"), part)
     for kind in DEFECT_TYPES:
-        image, mask = _draw_defect(make_part(rng, 128), kind, rng)
+        image, mask = draw_defect(make_part(rng, 128), kind, rng)
         cv2.imwrite(str(defects / f"{kind}.png"), image)
         cv2.imwrite(str(defects / "masks" / f"{kind}.png"), mask.astype(np.uint8) * 255)
     return frames, defects, len(kinds)
@@ -61,7 +61,7 @@ def test_calibrate_from_the_emulator_rejects_bad_frames_and_rolls_back_exactly(t
     assert main(["calibrate", "--config", str(config), "--count", str(count), "--defects", str(defects),
                  "--quiet"]) == 0
     cfg = load_config(config)
-    folder = station_dir(cfg)
+    folder = station_folder(cfg)
     manifest = json.loads((folder / "normal" / "manifest.json").read_text())
     reasons = [r["reason"] for r in manifest["rejected"]]
     assert len(manifest["samples"]) == 24 and len(reasons) == 3

@@ -4,8 +4,8 @@ the test's own: report, overlays and verdicts where the README says they are."""
 import json
 from pathlib import Path
 
-from edge_inspector.demo import run_demo
-from tests.mqtt_helpers import needs_mosquitto, Broker, Collector
+from edge_inspector.verbs.demo import run_demo
+from tests.mqtt_helpers import Broker, Collector, needs_mosquitto
 
 pytestmark = needs_mosquitto
 

@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edge_inspector.imageio import from_tensor_layout, shrink, to_tensor_layout
+from edge_inspector.data.imageio import from_tensor_layout, shrink, to_tensor_layout
 
 
 @pytest.mark.parametrize("shape", [(1000, 1000), (1000, 1000, 3), (768, 1024), (2048, 1536)])

@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from edge_inspector import train as train_module
-from edge_inspector.artefact import load_artefact
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.errors import UserError
-from edge_inspector.evaluate import evaluate
+from edge_inspector.evaluation.harness import evaluate
 from edge_inspector.model.backbone import EfficientNetLite0Features
-from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
-from edge_inspector.train import train_kmdgan
+from edge_inspector.model.kmdgan import training as train_module
+from edge_inspector.model.kmdgan.artefact import load_artefact
+from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.kmdgan.training import train_kmdgan
 
 SWITCHES = ["memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
 
@@ -113,7 +113,7 @@ def test_artefact_with_mismatched_architecture_is_refused(trained, tmp_path):
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from edge_inspector.artefact import _digest
+    from edge_inspector.model.kmdgan.artefact import _digest
 
     _, model = trained
     with safe_open(str(model.path), framework="pt") as fh:

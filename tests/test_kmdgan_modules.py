@@ -1,9 +1,16 @@
 import pytest
 import torch
 
-from edge_inspector.model.kmdgan_modules import (AnomalyMapModulation, ChannelAttention, CoordinateAttention,
-                                                 CrossScaleFusion, EdgeContextHybrid, MemoryFeatureMatching,
-                                                 PatchDiscriminator, match_memory)
+from edge_inspector.model.kmdgan.modules import (
+    AnomalyMapModulation,
+    ChannelAttention,
+    CoordinateAttention,
+    CrossScaleFusion,
+    EdgeContextHybrid,
+    MemoryFeatureMatching,
+    PatchDiscriminator,
+    match_memory,
+)
 
 g = torch.Generator().manual_seed(0)
 

@@ -1,9 +1,7 @@
 import pytest
 import torch
 
-import numpy as np
-
-from edge_inspector.model.memory_bank import ROW_BLOCK, CoresetSampler, RandomSampler, nearest, pad_bank
+from edge_inspector.model.memory_bank.search import ROW_BLOCK, CoresetSampler, RandomSampler, nearest, pad_bank
 
 
 @pytest.mark.parametrize("chunk", [1, 7, 100, 1000])

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-from edge_inspector import metrics
+from edge_inspector.evaluation import metrics
 
 
 def test_auroc_hand_computed():

@@ -8,12 +8,12 @@ import pytest
 
 from edge_inspector.cameras.base import Frame
 from edge_inspector.config import InspectionConfig
+from edge_inspector.inspection.frame import inspect_frame, tile_origins
+from edge_inspector.inspection.postprocess import decide
 from edge_inspector.service.commands import BadCommand, parse
 from edge_inspector.service.frame_queue import FrameQueue
-from edge_inspector.service.inspect import inspect_frame, tile_origins
 from edge_inspector.service.notify import Notifier
 from edge_inspector.service.outbox import Outbox
-from edge_inspector.service.postprocess import decide
 
 
 def test_free_run_frames_drop_oldest_but_triggered_parts_are_never_dropped():

@@ -1,15 +1,11 @@
-"""TensorRT: the limit checks and the engine cache key run everywhere (pure Python over the real
-ONNX graph); building and running an engine runs where tensorrt imports, and skips elsewhere."""
-
-import dataclasses
+"""TensorRT: the limit checks run everywhere (pure Python over the real ONNX graph); building and running an engine runs where tensorrt imports, and skips elsewhere."""
 
 import numpy as np
 import pytest
 
 from edge_inspector.errors import UserError
-from edge_inspector.export import bank_input_names, bank_locations, export_onnx
 from edge_inspector.runtime import available
-from edge_inspector.runtime.tensorrt_engine import EngineSpec, engine_path
+from edge_inspector.runtime.export import bank_input_names, bank_locations, export_onnx
 from edge_inspector.runtime.tensorrt_limits import MAX_TOPK, check_limits, topk_values
 
 
@@ -34,22 +30,12 @@ def test_a_profile_past_two_to_the_31_elements_is_refused_with_the_figures(graph
         check_limits(path, locations, 64, {n: 200_000 for n in locations})
 
 
-def test_engine_cache_key_follows_model_gpu_and_versions(graph):
-    _, _, path = graph
-    spec = EngineSpec("a" * 64, "NVIDIA H200", "10.7.0", "12.6", bank_rows=(("memory_stride8", 2000, 4000),))
-    for change in ({"onnx_sha256": "b" * 64}, {"gpu": "Orin"}, {"tensorrt": "10.8.0"}, {"cuda": "12.8"},
-                   {"fp16": False}, {"max_batch": 4}):
-        assert dataclasses.replace(spec, **change).key() != spec.key()
-    assert engine_path(path, spec) == engine_path(path, dataclasses.replace(spec))  # same spec, same file
-    assert engine_path(path, spec).suffix == ".engine"
-
-
 @pytest.mark.skipif(bool(available()["tensorrt"]), reason=f"TensorRT backend unavailable here: {available()['tensorrt']}")
 def test_tensorrt_engine_matches_torch_and_swaps_banks(graph):
     import torch
 
     from edge_inspector.data.loader import iter_batches
-    from edge_inspector.export import check_parity
+    from edge_inspector.runtime.parity import check_parity
     from edge_inspector.runtime.tensorrt_backend import TensorRTBackend
     from edge_inspector.runtime.tensorrt_engine import build_engine
     from edge_inspector.runtime.torch_backend import TorchBackend

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_inspector.baseline import choose_score_mode
-from edge_inspector.threshold import split_holdout, threshold_from_normals
+from edge_inspector.model.scoring import choose_score_mode, split_holdout, threshold_from_normals
 
 
 def test_threshold_passes_all_but_the_allowed_share():

@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 from edge_inspector import __version__
-from edge_inspector.baseline import fit_memory_bank
 from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
-from edge_inspector.evaluate import METRIC_NAMES, evaluate
-from edge_inspector.train import prepare, train_kmdgan
+from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate
+from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
+from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 
 PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
 COLUMNS = list(METRIC_NAMES)

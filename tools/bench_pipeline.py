@@ -25,10 +25,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_inspector.artefact import load_artefact, save_artefact  # noqa: E402
-from edge_inspector.bench import timing_model  # noqa: E402
 from edge_inspector.config import StationConfig  # noqa: E402
-from edge_inspector.data.synthetic_product import DEFECT_TYPES, _draw_defect, make_part  # noqa: E402
+from edge_inspector.data.synthetic_product import DEFECT_TYPES, draw_defect, make_part  # noqa: E402
+from edge_inspector.model.kmdgan.artefact import load_artefact, save_artefact  # noqa: E402
+from edge_inspector.runtime.bench import timing_model  # noqa: E402
 from edge_inspector.service import app  # noqa: E402
 
 
@@ -38,7 +38,7 @@ def frames(folder: Path, count: int, side: int, seed: int = 0) -> Path:
     for i in range(count):
         part = make_part(rng, side)
         if i % 3 == 0:
-            part, _ = _draw_defect(part, DEFECT_TYPES[i % len(DEFECT_TYPES)], rng)
+            part, _ = draw_defect(part, DEFECT_TYPES[i % len(DEFECT_TYPES)], rng)
         cv2.imwrite(str(folder / f"f{i:04d}.png"), part)
     return folder
 

@@ -24,11 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_inspector.artefact import load_artefact  # noqa: E402
 from edge_inspector.config import InspectionConfig  # noqa: E402
 from edge_inspector.data import load_split  # noqa: E402
-from edge_inspector.evaluate import METRIC_NAMES, evaluate_frames  # noqa: E402
-from edge_inspector.imageio import read_image, read_mask  # noqa: E402
+from edge_inspector.data.imageio import read_image, read_mask  # noqa: E402
+from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate_frames  # noqa: E402
+from edge_inspector.model.kmdgan.artefact import load_artefact  # noqa: E402
 from edge_inspector.runtime import open_backend  # noqa: E402
 
 

@@ -19,9 +19,9 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge_inspector.bench import timing_model  # noqa: E402
-from edge_inspector.export import bank_input_names, export_onnx  # noqa: E402
-from edge_inspector.model.memory_bank import pad_bank  # noqa: E402
+from edge_inspector.model.memory_bank.search import pad_bank  # noqa: E402
+from edge_inspector.runtime.bench import timing_model  # noqa: E402
+from edge_inspector.runtime.export import bank_input_names, export_onnx  # noqa: E402
 
 
 def main() -> int:

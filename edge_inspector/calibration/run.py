@@ -17,24 +17,15 @@ from edge_inspector.calibration import store
 from edge_inspector.calibration.collect import grab, import_defects, store_normals
 from edge_inspector.calibration.report import overlay, write_report
 from edge_inspector.data.folder import list_images
+from edge_inspector.data.imageio import from_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import ConfigError, UserError
-from edge_inspector.imageio import from_tensor_layout
-from edge_inspector.threshold import split_holdout
+from edge_inspector.model.scoring import split_holdout
 
 log = logging.getLogger(__name__)
 
 MAX_FEW_SHOT = 10  # the protocol's few real anomalies
-
-
-def station_dir(cfg) -> Path:
-    return cfg.calibration.root / cfg.station
-
-
-def model_path(cfg) -> Path:
-    """The artefact the service runs: the config's, else the station's current calibration."""
-    return cfg.model.artefact or station_dir(cfg) / "current" / "model.safetensors"
 
 
 def samples(folder: Path) -> Split:
@@ -59,11 +50,11 @@ def _predict(model, sample_list, size: int) -> list[tuple]:
 def calibrate(cfg, count: int | None = None, defects: Path | None = None, progress: bool = True,
               grab_frames: bool = True) -> Path:
     """Returns the new calibration's folder (now current)."""
-    from edge_inspector.train import train_kmdgan
+    from edge_inspector.model.kmdgan.training import train_kmdgan
 
     if cfg.model.kind != "kmdgan":
         raise ConfigError("model.kind: calibrate trains KMDGAN; set model.kind: kmdgan")
-    folder = station_dir(cfg)
+    folder = store.station_folder(cfg)
     collection: dict = {"kept": 0, "rejected": []}
     if grab_frames:
         if cfg.camera is None:

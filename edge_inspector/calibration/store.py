@@ -49,3 +49,13 @@ def rollback(station_dir: Path) -> Path:
         raise UserError(f"{station_dir}: {now.name} is the oldest calibration; nothing to roll back to")
     switch(station_dir, versions[index - 1])
     return versions[index - 1]
+
+
+def station_folder(cfg) -> Path:
+    """Where a station's calibrations live."""
+    return cfg.calibration.root / cfg.station
+
+
+def model_path(cfg) -> Path:
+    """The artefact the service runs: the config's, else the station's current calibration."""
+    return cfg.model.artefact or station_folder(cfg) / "current" / "model.safetensors"

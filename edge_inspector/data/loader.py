@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edge_inspector.data.imageio import read_image, read_mask, to_tensor_layout
 from edge_inspector.data.sample import Sample
-from edge_inspector.imageio import read_image, read_mask, to_tensor_layout
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The split rule of docs/benchmark-protocol.md, implemented once and used by every layout."""
+"""The benchmark protocol's split rule (docs/datasets.md), implemented once and used by every layout."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ def make_part(rng: np.random.Generator, size: int) -> np.ndarray:
     return np.clip(part, 0, 255).astype(np.uint8)
 
 
-def _draw_defect(part: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def draw_defect(part: np.ndarray, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     size = part.shape[0]
     mask = np.zeros_like(part)
     lo, hi = int(size * 0.08), int(size * 0.92)
@@ -71,7 +71,7 @@ def write_product_set(root: Path, normals: int = 50, per_defect: int = 6, size: 
         (root / kind).mkdir(exist_ok=True)
         (root / "masks" / kind).mkdir(parents=True, exist_ok=True)
         for i in range(per_defect):
-            image, mask = _draw_defect(make_part(rng, size), kind, rng)
+            image, mask = draw_defect(make_part(rng, size), kind, rng)
             cv2.imwrite(str(root / kind / f"{kind}_{i:04d}.png"), image)
             cv2.imwrite(str(root / "masks" / kind / f"{kind}_{i:04d}.png"), mask.astype(np.uint8) * 255)
     return root

@@ -42,7 +42,7 @@ def require(name: str) -> None:
 def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None = None, **engine_options):
     """A ready backend for a loaded model artefact. ONNX Runtime and TensorRT use the exported graph
     beside the artefact, exported (with its parity check) when it is missing or stale."""
-    from edge_inspector.model.memory_bank import pad_bank
+    from edge_inspector.model.memory_bank.search import pad_bank
 
     require(name)
     banks = [pad_bank(b.numpy()) for b in model.banks]  # for the exported graph's block search
@@ -50,14 +50,14 @@ def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None =
         from edge_inspector.runtime.torch_backend import TorchBackend
 
         return TorchBackend(model, device)
-    from edge_inspector.export import ensure_onnx
+    from edge_inspector.runtime.export import ensure_onnx
 
     onnx_path = ensure_onnx(model, onnx_path)
     if name == "onnxruntime":
         from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(onnx_path, banks, device)
-    from edge_inspector.export import bank_input_names, bank_locations
+    from edge_inspector.runtime.export import bank_input_names, bank_locations
     from edge_inspector.runtime.tensorrt_backend import TensorRTBackend
     from edge_inspector.runtime.tensorrt_engine import build_engine
 

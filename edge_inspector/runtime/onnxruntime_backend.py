@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_inspector.errors import UserError
-from edge_inspector.model.memory_bank import pad_bank
+from edge_inspector.model.memory_bank.search import pad_bank
 from edge_inspector.runtime.base import Backend
 
 try:

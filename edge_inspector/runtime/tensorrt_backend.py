@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_inspector.errors import UserError
-from edge_inspector.model.memory_bank import pad_bank
+from edge_inspector.model.memory_bank.search import pad_bank
 from edge_inspector.runtime import cuda_memory as cm
 from edge_inspector.runtime.base import Backend
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from edge_inspector.artefact import LoadedModel
+from edge_inspector.model.kmdgan.artefact import LoadedModel
 from edge_inspector.runtime.base import Backend
 
 

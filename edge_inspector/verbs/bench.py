@@ -15,8 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench", help="measure latency and throughput of each runtime backend side by side",
         description="Latency p50/p99 at batch 1, throughput at each batch (the best is reported) and peak "
         "memory of each backend, each in its own process; the processes take turns call by call, so that a "
-        "slow spell of a shared machine falls on every backend alike. Without --artefact an untrained full "
-        "KMDGAN with a full-size random bank is timed (inference cost does not depend on learned weights).")
+        "slow spell of a shared machine falls on every backend alike. Without --artefact an untrained KMDGAN of "
+        "the default architecture (as train builds it) with a full-size random bank is timed (inference cost does "
+        "not depend on learned weights).")
     p.add_argument("--backend", default="all", help="torch, onnxruntime, tensorrt or all (default)")
     p.add_argument("--artefact", type=Path, help="trained model artefact (default: an untrained timing model)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
@@ -33,7 +34,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_inspector import __version__
-    from edge_inspector.bench import ALL, run_bench, stage_flops, stage_times, table, timing_model
+    from edge_inspector.runtime.bench import (
+        ALL,
+        run_bench,
+        stage_flops,
+        stage_times,
+        table,
+        timing_architecture,
+        timing_model,
+    )
 
     names = ALL if args.backend == "all" else [args.backend]
     unknown = [n for n in names if n not in ALL]
@@ -43,12 +52,23 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"model artefact not found: {args.artefact}")
     results = run_bench(names, args.artefact, args.device, args.size, args.bank_size, args.runs, args.batches,
                         args.workdir)
+    if args.artefact:
+        from edge_inspector.model.kmdgan.artefact import load_artefact
+
+        try:
+            architecture = load_artefact(args.artefact).meta["architecture"]
+        except UserError as exc:  # each backend's process reports it in the table too
+            architecture = {"error": str(exc)}
+        print(f"timed: {args.artefact}")
+    else:
+        architecture = timing_architecture(args.size).as_dict()
+        print(f"timed: an untrained KMDGAN of the default architecture (every module, map blend "
+              f"{architecture['map_blend']}, positional profile {bool(architecture['position_sides'])}), "
+              f"{args.size} px, {args.bank_size} bank rows per matched stride")
     print(table(results))
     out = {"version": __version__, "device": args.device, "artefact": str(args.artefact) if args.artefact else None,
-           "size": args.size, "bank_size": args.bank_size, "results": results}
+           "size": args.size, "bank_size": args.bank_size, "architecture": architecture, "results": results}
     if args.stages:
-        from edge_inspector.artefact import load_artefact
-
         model = load_artefact(args.artefact) if args.artefact else timing_model(args.size, args.bank_size)
         out["stages_ms"], out["stages_gflop"] = stage_times(model), stage_flops(model)
         print("eager torch, batch 1, median ms: " + ", ".join(f"{k} {v}" for k, v in out["stages_ms"].items()))

@@ -25,12 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_inspector.calibration import store
-    from edge_inspector.calibration.run import calibrate, station_dir
+    from edge_inspector.calibration.run import calibrate
     from edge_inspector.config import load_config
 
     cfg = load_config(args.config)
     if args.rollback:
-        version = store.rollback(station_dir(cfg))
+        version = store.rollback(store.station_folder(cfg))
         print(f"calibration {version.name} is current again")
         return 0
     version = calibrate(cfg, args.count, args.defects, progress=not args.quiet, grab_frames=not args.no_grab)

@@ -1,11 +1,136 @@
-"""`edge-inspector demo`: the embedded default main job (no camera, dataset or broker needed)."""
+"""`edge-inspector demo`, the embedded default main job (no camera, dataset or broker needed): from nothing to a calibrated inspector and a line run, in a few minutes.
+
+1. make a product image set (a brushed part with a bore; scratches, pits and cracks with masks);
+2. calibrate: grab normal parts from a replay camera (a few blurred and over-exposed frames among
+   them are rejected with their reason), import 2 labelled defects per kind, train KMDGAN (fast
+   profile, shortened to fit the demo's budget), choose the threshold, write the report;
+3. run the line service over unseen parts through the replay camera, printing each verdict, and
+   publishing over MQTT when a broker is given or answers on 127.0.0.1:1883;
+4. draw the NG overlays.
+Everything lands in one folder (default demo/), emptied first: the demo is generated content.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import shutil
+import socket
 from pathlib import Path
 
+import cv2
+import numpy as np
+import yaml
+
+from edge_inspector.data.synthetic_product import DEFECT_TYPES, draw_defect, make_part
 from edge_inspector.errors import UserError
+
+log = logging.getLogger(__name__)
+
+SIZE = 256  # frame size of the demo's camera
+NORMALS, BLURRED, OVEREXPOSED = 60, 3, 2
+RUN_NORMAL, RUN_DEFECTS = 12, 4  # per kind
+DEMO_MODEL = {"kind": "kmdgan", "input_size": 128, "bank_size": 4000, "profile": "fast", "iterations": 200,
+              "batch_size": 8}
+
+
+def broker_reachable(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=0.3).close()
+        return True
+    except OSError:
+        return False
+
+
+def make_line(root: Path, seed: int = 7) -> dict[str, Path]:
+    rng = np.random.default_rng(seed)
+    calib, defects, run = root / "camera-calibration", root / "defect-samples", root / "camera-line"
+    for d in (calib, defects / "masks", run):
+        d.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for i in range(NORMALS + BLURRED + OVEREXPOSED):
+        part = make_part(rng, SIZE)
+        if i == NORMALS:
+            part = cv2.filter2D(part, -1, np.full((15, 1), 1 / 15, np.float32))  # the part moved during exposure
+        elif NORMALS < i < NORMALS + BLURRED:
+            part = cv2.GaussianBlur(part, (0, 0), 4)  # the lens was bumped
+        elif i >= NORMALS + BLURRED:
+            part = cv2.convertScaleAbs(part, alpha=2.2, beta=40)  # the lighting flared
+        cv2.imwrite(str(calib / f"grab_{n:04d}.png"), part)
+        n += 1
+    for kind in DEFECT_TYPES:
+        for i in range(2):
+            image, mask = draw_defect(make_part(rng, SIZE), kind, rng)
+            cv2.imwrite(str(defects / f"{kind}_{i}.png"), image)
+            cv2.imwrite(str(defects / "masks" / f"{kind}_{i}.png"), mask.astype(np.uint8) * 255)
+    order = ["good"] * RUN_NORMAL + [k for k in DEFECT_TYPES for _ in range(RUN_DEFECTS)]
+    rng.shuffle(order)
+    for i, kind in enumerate(order):
+        part = make_part(rng, SIZE)
+        if kind != "good":
+            part, _ = draw_defect(part, kind, rng)
+        cv2.imwrite(str(run / f"part_{i:03d}_{kind}.png"), part)
+    return {"calibration": calib, "defects": defects, "line": run}
+
+
+def station_yaml(root: Path, camera: Path, mqtt: tuple[str, int] | None) -> Path:
+    cfg = {"station": "demo", "model": dict(DEMO_MODEL),
+           "threshold": {"target_false_reject_rate": 0.05, "min_defect_area": 4},
+           "camera": {"type": "folder", "path": str(camera), "fps": 50},
+           "runtime": {"backend": "torch"},
+           "calibration": {"root": str(root / "calibration")},
+           "service": {"state_dir": str(root / "state"), "queue_size": 100, "archive_max_items": 100}}
+    if mqtt:
+        cfg["mqtt"] = {"host": mqtt[0], "port": mqtt[1], "protocol": "5", "publish_mask": "ng",
+                       "client_id": "edge-inspector-demo"}
+    path = root / "station.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def run_demo(root: Path, mqtt: tuple[str, int] | None | bool = None, progress: bool = True) -> dict:
+    from edge_inspector.calibration.report import overlay
+    from edge_inspector.calibration.run import calibrate
+    from edge_inspector.config import load_config
+    from edge_inspector.service.pipeline import LineService, print_verdict
+
+    root = Path(root).resolve()  # the station file it writes names absolute paths
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    if mqtt is None:  # not said: publish where a broker answers on the usual port
+        mqtt = ("127.0.0.1", 1883) if broker_reachable("127.0.0.1", 1883) else False
+    folders = make_line(root)
+    print(f"[1/4] product images made under {root}")
+    cfg = load_config(station_yaml(root, folders["calibration"], mqtt or None))
+    print(f"[2/4] calibrating station demo: grabbing {NORMALS + BLURRED + OVEREXPOSED} frames, "
+          f"training KMDGAN ({DEMO_MODEL['iterations']} iterations at {DEMO_MODEL['input_size']} px)")
+    version = calibrate(cfg, NORMALS + BLURRED + OVEREXPOSED, folders["defects"], progress=progress)
+    report = version / "report" / "index.html"
+    print(f"      report: {report}")
+    print(f"[3/4] line run over {len(list(folders['line'].iterdir()))} parts"
+          + (f", publishing to {mqtt[0]}:{mqtt[1]} under edge-inspector/demo/" if mqtt else " (no broker)"))
+    run_cfg = cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"path": folders["line"]})})
+    verdicts = []
+
+    def echo(message):
+        verdicts.append(message)
+        print_verdict(message)
+
+    LineService(run_cfg, echo=echo, exit_when_done=True).run(install_signals=False)
+    overlays = root / "overlays"
+    overlays.mkdir()
+    for image_path in sorted((root / "state" / "archive").glob("*.png")):
+        if image_path.stem.endswith("_mask"):
+            continue
+        mask = cv2.imread(str(image_path.with_name(image_path.stem + "_mask.png")), cv2.IMREAD_GRAYSCALE)
+        cv2.imwrite(str(overlays / image_path.name), overlay(cv2.imread(str(image_path)), mask > 127))
+    truth = [("good" not in (v["frame"]["source"] or "")) for v in verdicts]
+    said = [v["verdict"] == "NG" for v in verdicts]
+    hits = sum(t and s for t, s in zip(truth, said))
+    false_rejects = sum(s and not t for t, s in zip(truth, said))
+    print(f"[4/4] {len(verdicts)} verdicts: {hits} of {sum(truth)} defective parts found, {false_rejects} of "
+          f"{len(truth) - sum(truth)} good parts rejected; NG overlays under {overlays}")
+    return {"report": report, "overlays": overlays, "verdicts": verdicts, "version": version}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -23,8 +148,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_inspector.demo import run_demo
-
     mqtt = None
     if args.no_mqtt:
         mqtt = False

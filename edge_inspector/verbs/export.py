@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _images(args: argparse.Namespace, size: int):
-    from edge_inspector.export import parity_images
+    from edge_inspector.runtime.parity import parity_images
 
     folder = args.images
     if args.dataset:
@@ -51,7 +51,7 @@ def _images(args: argparse.Namespace, size: int):
     if not folder:
         return parity_images(size)
     from edge_inspector.data.folder import list_images, require_dir
-    from edge_inspector.imageio import read_image, to_tensor_layout
+    from edge_inspector.data.imageio import read_image, to_tensor_layout
 
     read = [read_image(p, size) for p in list_images(require_dir(folder, "parity image folder"))]
     read = [im for im in read if im is not None]
@@ -61,9 +61,10 @@ def _images(args: argparse.Namespace, size: int):
 
 
 def run(args: argparse.Namespace) -> int:
-    from edge_inspector.artefact import load_artefact
-    from edge_inspector.export import check_parity, export_checked, export_onnx
+    from edge_inspector.model.kmdgan.artefact import load_artefact
     from edge_inspector.runtime import require
+    from edge_inspector.runtime.export import export_checked, export_onnx
+    from edge_inspector.runtime.parity import check_parity
 
     require("onnxruntime" if args.format == "onnx" else "tensorrt")
     model = load_artefact(args.artefact)
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         figures = export_checked(model, out, images)
         what = f"ONNX graph: {out}"
     else:
-        from edge_inspector.export import bank_input_names, bank_locations
+        from edge_inspector.runtime.export import bank_input_names, bank_locations
         from edge_inspector.runtime.tensorrt_backend import TensorRTBackend
         from edge_inspector.runtime.tensorrt_engine import build_engine
         from edge_inspector.runtime.torch_backend import TorchBackend

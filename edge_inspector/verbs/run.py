@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_inspector.config import load_config
-    from edge_inspector.service.app import print_verdict, run_service
+    from edge_inspector.service.pipeline import print_verdict, run_service
 
     cfg = load_config(args.config)
     return run_service(cfg, print_verdict if args.echo else None, args.exit_when_done)

@@ -3,8 +3,10 @@
 Per backend: latency p50/p99 at batch 1, throughput at each batch (the best reported), peak
 resident memory of a process that ran only that backend (and peak device memory on CUDA for
 torch). A process per backend keeps one backend's memory out of another's figure.
-Without an artefact, an untrained full KMDGAN with a full-size random bank is timed: the cost
-of inference does not depend on what the weights learned, so latency figures hold for any model.
+Without an artefact, an untrained KMDGAN with a full-size random bank is timed, built from the
+default model config (every module, the map blend and the positional profile on, as `train` and
+`calibrate` build it): the cost of inference does not depend on what the weights learned, so its
+latency holds for any model trained with the defaults.
 """
 
 from __future__ import annotations
@@ -23,20 +25,31 @@ from edge_inspector.runtime import BACKENDS, available
 SETTLE_S = 0.02
 
 
+def timing_architecture(input_size: int):
+    """What the timing model is built as: the default model config's architecture."""
+    from edge_inspector.config import KMDGANModelConfig
+    from edge_inspector.model.kmdgan.network import KMDGANArchitecture
+
+    return KMDGANArchitecture.from_config(KMDGANModelConfig(kind="kmdgan", input_size=input_size))
+
+
 def timing_model(input_size: int = 256, bank_size: int = KMDGAN_BANK_SIZE, seed: int = 0):
-    """An untrained full KMDGAN with random banks of bank_size rows (for timing only)."""
+    """An untrained KMDGAN with the default config's architecture and random banks of bank_size
+    rows (for timing only)."""
     import torch
 
-    from edge_inspector.artefact import LoadedModel
     from edge_inspector.model.backbone import EfficientNetLite0Features
-    from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
+    from edge_inspector.model.kmdgan.artefact import LoadedModel
+    from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator
 
     torch.manual_seed(seed)
     backbone = EfficientNetLite0Features(STRIDES)
-    model = KMDGANGenerator(KMDGANArchitecture(), backbone).eval()
+    arch = timing_architecture(input_size)
+    model = KMDGANGenerator(arch, backbone).eval()
     dims = dict(zip(STRIDES, backbone.channels))
     banks = [torch.rand(bank_size, dims[s]) for s in model.matched]
-    meta = {"input_size": input_size, "threshold": 0.0, "sha256": f"timing-{input_size}-{bank_size}-{seed}"}
+    meta = {"input_size": input_size, "threshold": 0.0, "sha256": f"timing-{input_size}-{bank_size}-{seed}",
+            "architecture": arch.as_dict()}
     return LoadedModel(model, banks, meta, None)
 
 
@@ -114,7 +127,7 @@ def _child(name: str, artefact: str | None, device: str, size: int, bank_size: i
     try:
         import torch
 
-        from edge_inspector.artefact import load_artefact
+        from edge_inspector.model.kmdgan.artefact import load_artefact
         from edge_inspector.runtime import open_backend
 
         model = load_artefact(Path(artefact)) if artefact else timing_model(size, bank_size)

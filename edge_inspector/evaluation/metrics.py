@@ -1,51 +1,21 @@
-"""The metrics of docs/benchmark-protocol.md, in NumPy (one sort per curve, exact under ties)."""
+"""The benchmark protocol's metrics (docs/datasets.md), in NumPy (one sort per curve, exact under ties).
+
+The ranking core (ranked_sums, roc_points, roc_auc) lives in model/scoring, which fitting uses too."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
+from edge_inspector.model.scoring import class_counts, ranked_sums, roc_auc, roc_points
+
 AUPRO_FPR_LIMIT = 0.3
-
-
-def _ranked(scores: np.ndarray, *weights: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Cumulative sums of each weight array at each distinct score, scores taken from high to low.
-
-    Returns (those sums, the cumulative count of items, the thresholds); one sort for all.
-    """
-    order = np.argsort(scores, kind="stable")[::-1]
-    s = scores[order]
-    last_of_group = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
-    sums = [np.cumsum(w[order], dtype=np.float64)[last_of_group] for w in weights]
-    return sums, last_of_group + 1.0, s[last_of_group]
-
-
-def _curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """True and false positives at each distinct threshold (high to low), and the thresholds."""
-    labels = np.asarray(labels).ravel().astype(bool)
-    scores = np.asarray(scores).ravel()
-    (tps,), counts, thresholds = _ranked(scores, labels)
-    return tps, counts - tps, thresholds
-
-
-def _check_both_classes(labels: np.ndarray) -> tuple[int, int]:
-    positives = int(np.count_nonzero(labels))
-    negatives = int(np.asarray(labels).size - positives)
-    if positives == 0 or negatives == 0:
-        raise ValueError("metric needs both normal and anomalous samples")
-    return positives, negatives
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    p, n = _check_both_classes(labels)
-    tps, fps, _ = _curve(labels, scores)
-    return float(np.trapezoid(np.r_[0.0, tps / p], np.r_[0.0, fps / n]))
 
 
 def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
     """Step-wise AP, sum over thresholds of (R_n - R_n-1) * P_n (as scikit-learn defines it)."""
-    p, _ = _check_both_classes(labels)
-    tps, fps, _ = _curve(labels, scores)
+    p, _ = class_counts(labels)
+    tps, fps, _ = roc_points(labels, scores)
     precision = tps / (tps + fps)
     recall = tps / p
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
@@ -53,8 +23,8 @@ def average_precision(labels: np.ndarray, scores: np.ndarray) -> float:
 
 def f1_max(labels: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
     """The best F1 over all thresholds, and the threshold that gives it (score >= threshold is NG)."""
-    p, _ = _check_both_classes(labels)
-    tps, fps, thresholds = _curve(labels, scores)
+    p, _ = class_counts(labels)
+    tps, fps, thresholds = roc_points(labels, scores)
     f1 = 2 * tps / (tps + fps + p)  # 2PR / (P + R) with P = tp/(tp+fp), R = tp/p
     best = int(np.argmax(f1))
     return float(f1[best]), float(thresholds[best])
@@ -78,7 +48,7 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = AUPRO_FPR_LIMI
     normal_pixels = masks.size - int(masks.sum())
     if regions == 0 or normal_pixels == 0:
         raise ValueError("AUPRO needs defect regions and defect-free pixels")
-    (overlap, anomalous_seen), counts, _ = _ranked(np.asarray(maps, dtype=np.float32).ravel(), weights.ravel(), masks.ravel())
+    (overlap, anomalous_seen), counts, _ = ranked_sums(np.asarray(maps, dtype=np.float32).ravel(), weights.ravel(), masks.ravel())
     fpr = np.r_[0.0, (counts - anomalous_seen) / normal_pixels]
     pro = np.r_[0.0, overlap / regions]
     # cut the curve at fpr_limit, interpolating the PRO there

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from edge_inspector.data.imageio import shrink, to_tensor_layout
 from edge_inspector.errors import UserError
-from edge_inspector.imageio import shrink, to_tensor_layout
 
 
 @dataclass

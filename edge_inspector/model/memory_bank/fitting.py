@@ -11,10 +11,9 @@ from edge_inspector.config import MemoryBankModelConfig
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
 from edge_inspector.model.backbone import EfficientNetLite0Features
-from edge_inspector.model.memory_bank import SAMPLERS
-from edge_inspector.metrics import roc_auc
-from edge_inspector.model.memory_bank_scorer import SCORE_MODES, MemoryBankScorer, aggregate
-from edge_inspector.threshold import split_holdout, threshold_from_normals
+from edge_inspector.model.memory_bank.scorer import MemoryBankScorer
+from edge_inspector.model.memory_bank.search import SAMPLERS
+from edge_inspector.model.scoring import aggregate, choose_score_mode, split_holdout, threshold_from_normals
 
 log = logging.getLogger(__name__)
 
@@ -27,20 +26,6 @@ def patch_distances(model: MemoryBankScorer, samples, size: int, batch_size: int
     """(N, h*w) patch distances of the readable samples."""
     out = [model.patch_distances(torch.from_numpy(b.images)).flatten(1) for b in iter_batches(samples, size, batch_size)]
     return torch.cat(out) if out else torch.zeros(0, 1)
-
-
-def choose_score_mode(normal: torch.Tensor, anomalous: torch.Tensor | None) -> tuple[str, dict[str, float]]:
-    """The aggregation that best separates held-out training normals from the few-shot anomalies.
-
-    Both come from the training part: the bank holds neither, so this is a fair validation.
-    Without anomalies the maximum is kept (PatchCore's choice).
-    """
-    if anomalous is None or len(normal) == 0 or len(anomalous) == 0:
-        return "max", {}
-    labels = [0] * len(normal) + [1] * len(anomalous)
-    aucs = {m: round(roc_auc(labels, torch.cat([aggregate(normal, m), aggregate(anomalous, m)]).numpy()), 4)
-            for m in SCORE_MODES}
-    return max(SCORE_MODES, key=lambda m: aucs[m]), aucs  # ties: the first in SCORE_MODES
 
 
 def fit_memory_bank(split: Split, cfg: MemoryBankModelConfig, target_false_reject_rate: float,

@@ -20,7 +20,7 @@ from safetensors.torch import save_file
 from edge_inspector import __version__
 from edge_inspector.errors import UserError
 from edge_inspector.model.backbone import MEAN, STD, EfficientNetLite0Features
-from edge_inspector.model.kmdgan import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
 
 FORMAT = "edge-inspector.kmdgan/1"
 

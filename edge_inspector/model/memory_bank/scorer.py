@@ -16,21 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_inspector.model.backbone import EfficientNetLite0Features
-from edge_inspector.model.memory_bank import DEFAULT_CHUNK, nearest
-
-
-SCORE_MODES = ("max", "top10", "mean")
-
-
-def aggregate(patch: torch.Tensor, mode: str) -> torch.Tensor:
-    """Image score from patch distances (B, h*w)."""
-    if mode == "max":
-        return patch.amax(1)
-    if mode == "top10":
-        return patch.topk(min(10, patch.shape[1]), dim=1).values.mean(1)
-    if mode == "mean":
-        return patch.mean(1)
-    raise ValueError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
+from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK, nearest
+from edge_inspector.model.scoring import aggregate
 
 
 def gaussian_kernel(sigma: float) -> torch.Tensor:

@@ -13,11 +13,11 @@ import numpy as np
 from tqdm import tqdm
 
 from edge_inspector import __version__
+from edge_inspector.data.imageio import read_image, read_mask
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
-from edge_inspector.imageio import read_image, read_mask
-from edge_inspector.metrics import protocol_metrics
-from edge_inspector.service.inspect import inspect_frame
+from edge_inspector.evaluation.metrics import protocol_metrics
+from edge_inspector.inspection.frame import inspect_frame
 
 Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images -> (maps, scores)
 

@@ -22,10 +22,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_inspector.model.backbone import EfficientNetLite0Features
-from edge_inspector.model.memory_bank import DEFAULT_CHUNK
-from edge_inspector.model.memory_bank_scorer import aggregate
-from edge_inspector.model.kmdgan_modules import (AnomalyMapModulation, CrossScaleFusion, EdgeContextHybrid,
-                                                 MemoryFeatureMatching, conv_bn_relu, match_memory)
+from edge_inspector.model.kmdgan.modules import (
+    AnomalyMapModulation,
+    CrossScaleFusion,
+    EdgeContextHybrid,
+    MemoryFeatureMatching,
+    conv_bn_relu,
+    match_memory,
+)
+from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK
+from edge_inspector.model.scoring import aggregate
 
 STRIDES = (4, 8, 16)
 PROJECTED = {4: 32, 8: 64, 16: 96}  # channels after projection, per stride
@@ -55,6 +61,17 @@ class KMDGANArchitecture:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_config(cls, cfg) -> KMDGANArchitecture:
+        """The architecture a KMDGANModelConfig asks for (its module switches, blend, profile)."""
+        m = cfg.modules
+        strides = sorted(cfg.match_strides)
+        return cls(match_strides=strides, memory_matching=m.memory_matching,
+                   cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
+                   edge_context=m.edge_context, map_blend=cfg.map_blend,
+                   position_sides=[cfg.input_size // s for s in strides]
+                   if cfg.position_profile and m.memory_matching else [])
 
 
 class KMDGANGenerator(nn.Module):

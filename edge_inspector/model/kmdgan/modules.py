@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_inspector.model.memory_bank import DEFAULT_CHUNK, nearest
+from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK, nearest
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:

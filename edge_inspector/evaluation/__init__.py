@@ -1,0 +1,1 @@
+"""Measuring a model: the protocol and operating-point metrics, and the evaluation harness."""

@@ -1,0 +1,1 @@
+"""The models: the frozen backbone, the memory-bank scorer (baseline) and KMDGAN, and scoring."""

@@ -1,0 +1,145 @@
+"""What KMDGAN training computes once: the frozen backbone features of the training normals and
+few-shot anomalies, the memory banks, and each item's nearest memory features (its own image left
+out of the search); and the distance normalisation taken from the training normals."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from edge_inspector.config import KMDGANModelConfig
+from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
+from edge_inspector.data.loader import iter_batches
+from edge_inspector.data.sample import Split
+from edge_inspector.errors import UserError
+from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.memory_bank.search import CoresetSampler, RandomSampler
+from edge_inspector.model.scoring import split_holdout
+
+FEATURE_BATCH = 16  # images per backbone pass while caching features (memory, not accuracy)
+
+
+@dataclass
+class Pool:
+    """Training items whose features never change, computed once."""
+
+    images: np.ndarray  # (N, S, S, 3) uint8 BGR
+    masks: np.ndarray  # (N, S, S) bool
+    feats: list[torch.Tensor]  # per stride (N, C, h, w), float16
+    memories: list[torch.Tensor]  # per matched stride: nearest memory features (own image left out)
+
+
+@dataclass
+class Banks:
+    banks: list[torch.Tensor]  # per matched stride (M, C)
+    owners: list[torch.Tensor]  # index of the normal image each bank row came from
+
+
+def read_all(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
+    images, masks = [], []
+    for batch in iter_batches(samples, size, FEATURE_BATCH):
+        images.append(from_tensor_layout(batch.images))
+        masks.append(batch.masks)
+    if not images:
+        return np.zeros((0, size, size, 3), np.uint8), np.zeros((0, size, size), bool)
+    return np.concatenate(images), np.concatenate(masks)
+
+
+def as_tensor(images_bgr: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(to_tensor_layout(list(images_bgr)))
+
+
+def features_of(model: KMDGANGenerator, images: np.ndarray, progress: bool, desc: str) -> list[torch.Tensor]:
+    feats: list[list[torch.Tensor]] = [[] for _ in STRIDES]
+    for start in tqdm(range(0, len(images), FEATURE_BATCH), desc=desc, disable=not progress):
+        for i, f in enumerate(model.features(as_tensor(images[start : start + FEATURE_BATCH]))):
+            feats[i].append(f.half())
+    return [torch.cat(f) for f in feats]
+
+
+def build_banks(model: KMDGANGenerator, feats: list[torch.Tensor], bank_size: int, seed: int,
+                sampler: str = "random") -> Banks:
+    banks, owners = [], []
+    for s in model.matched:
+        f = feats[STRIDES.index(s)]
+        n, c, h, w = f.shape
+        flat = f.permute(0, 2, 3, 1).reshape(-1, c)
+        keep = (CoresetSampler(bank_size, seed).indices(flat) if sampler == "coreset"
+                else RandomSampler(bank_size, seed).indices(flat.shape[0]))
+        banks.append(flat[keep].float().contiguous())
+        owners.append(keep // (h * w))
+    return Banks(banks, owners)
+
+
+def nearest_memories(model: KMDGANGenerator, feats: list[torch.Tensor], banks: Banks, item_owners: torch.Tensor) -> list[torch.Tensor]:
+    out = []
+    for start in range(0, len(item_owners), FEATURE_BATCH):
+        items = slice(start, start + FEATURE_BATCH)
+        out.append([m.half() for m in model.match([f[items].float() for f in feats], banks.banks,
+                                                  exclude=(banks.owners, item_owners[items]))])
+    return [torch.cat([m[i] for m in out]) for i in range(len(model.matched))] if model.matched else []
+
+
+def build_pool(model: KMDGANGenerator, images: np.ndarray, masks: np.ndarray, banks: Banks | None,
+               item_owners: torch.Tensor, progress: bool, desc: str, feats: list[torch.Tensor] | None = None) -> Pool:
+    feats = feats if feats is not None else features_of(model, images, progress, desc)
+    memories = nearest_memories(model, feats, banks, item_owners) if banks is not None else []
+    return Pool(images, masks, feats, memories)
+
+
+def flips(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each image and mask as is, mirrored left-right, upside down, and both."""
+    variants = [(images, masks), (images[:, :, ::-1], masks[:, :, ::-1]), (images[:, ::-1], masks[:, ::-1]),
+                (images[:, ::-1, ::-1], masks[:, ::-1, ::-1])]
+    return (np.ascontiguousarray(np.concatenate([v[0] for v in variants])),
+            np.ascontiguousarray(np.concatenate([v[1] for v in variants])))
+
+
+def set_distance_scale(model: KMDGANGenerator, normals: Pool) -> None:
+    """Normalise each memory distance by its positional profile (where the model has one: the mean
+    distance at each location over the training normals, relative to the map's mean; their memories
+    leave their own image out, as in service), then by its typical worst spot on a training normal."""
+    for i, s in enumerate(model.matched):
+        f, m = normals.feats[STRIDES.index(s)].float(), normals.memories[i].float()
+        d = (f - m).pow(2).sum(1, keepdim=True).sqrt()
+        if model.arch.position_sides:
+            at = d.mean(0, keepdim=True)
+            getattr(model, f"position_{s}").copy_((at / at.mean()).clamp_min(1e-3))
+        worst = (d / model.position(i)).flatten(1).amax(1)
+        model.distance_scale[i] = worst.mean().clamp_min(1e-6)
+
+
+@dataclass
+class Prepared:
+    """Everything training needs that does not depend on the trainable network: shareable between
+    runs on the same split (the ablation benchmark trains every variant from one)."""
+
+    normals: Pool
+    few: Pool
+    banks: Banks
+    holdout: list
+    seconds: float
+
+
+def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool = True) -> Prepared:
+    started = time.perf_counter()
+    size = cfg.input_size
+    model = KMDGANGenerator(KMDGANArchitecture.from_config(cfg), EfficientNetLite0Features(STRIDES, cfg.backbone.weights))
+    fit_part, holdout = split_holdout(split.train_normal)
+    images, _ = read_all(fit_part, size)
+    if len(images) < 2:
+        raise UserError("training needs at least 2 readable training normals")
+    few_images, few_masks = flips(*read_all(split.few_shot, size))
+    feats = features_of(model, images, progress, "features")
+    banks = build_banks(model, feats, cfg.bank_size, seed, cfg.sampler) if model.matched else Banks([], [])
+    matched = banks if model.matched else None
+    normals = build_pool(model, images, np.zeros(images.shape[:3], bool), matched, torch.arange(len(images)),
+                         progress, "", feats=feats)
+    few = build_pool(model, few_images, few_masks, matched, torch.full((len(few_images),), -1),
+                     progress, "few-shot")  # -1: not a bank image, nothing to leave out
+    return Prepared(normals, few, banks, holdout, time.perf_counter() - started)

@@ -1,0 +1,1 @@
+"""The memory bank: nearest-row search and samplers, the baseline scorer and its fitting."""

@@ -1,0 +1,88 @@
+"""Image scores: aggregation of patch distances, the ranking behind AUROC, the choice of an
+aggregation on training data, and the operating threshold from training data only (never from
+the test part)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+SCORE_MODES = ("max", "top10", "mean")
+HOLDOUT_EVERY = 10  # every 10th training normal is held out of fitting to set the threshold
+
+
+def aggregate(patch: torch.Tensor, mode: str) -> torch.Tensor:
+    """Image score from patch distances (B, h*w)."""
+    if mode == "max":
+        return patch.amax(1)
+    if mode == "top10":
+        return patch.topk(min(10, patch.shape[1]), dim=1).values.mean(1)
+    if mode == "mean":
+        return patch.mean(1)
+    raise ValueError(f"unknown score mode {mode!r}; expected one of {SCORE_MODES}")
+
+
+def ranked_sums(scores: np.ndarray, *weights: np.ndarray) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Cumulative sums of each weight array at each distinct score, scores taken from high to low.
+
+    Returns (those sums, the cumulative count of items, the thresholds); one sort for all.
+    """
+    order = np.argsort(scores, kind="stable")[::-1]
+    s = scores[order]
+    last_of_group = np.r_[np.flatnonzero(np.diff(s)), s.size - 1]
+    sums = [np.cumsum(w[order], dtype=np.float64)[last_of_group] for w in weights]
+    return sums, last_of_group + 1.0, s[last_of_group]
+
+
+def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """True and false positives at each distinct threshold (high to low), and the thresholds."""
+    labels = np.asarray(labels).ravel().astype(bool)
+    scores = np.asarray(scores).ravel()
+    (tps,), counts, thresholds = ranked_sums(scores, labels)
+    return tps, counts - tps, thresholds
+
+
+def class_counts(labels: np.ndarray) -> tuple[int, int]:
+    positives = int(np.count_nonzero(labels))
+    negatives = int(np.asarray(labels).size - positives)
+    if positives == 0 or negatives == 0:
+        raise ValueError("metric needs both normal and anomalous samples")
+    return positives, negatives
+
+
+def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
+    p, n = class_counts(labels)
+    tps, fps, _ = roc_points(labels, scores)
+    return float(np.trapezoid(np.r_[0.0, tps / p], np.r_[0.0, fps / n]))
+
+
+def split_holdout(samples: list) -> tuple[list, list]:
+    """(samples to fit on, held-out samples for the threshold)."""
+    return (
+        [s for i, s in enumerate(samples) if i % HOLDOUT_EVERY != HOLDOUT_EVERY - 1],
+        [s for i, s in enumerate(samples) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1],
+    )
+
+
+def threshold_from_normals(scores: np.ndarray, target_false_reject_rate: float) -> float:
+    """The score above which at most the target share of held-out normals falls (NG is score >= t)."""
+    scores = np.sort(np.asarray(scores, dtype=np.float64))
+    if scores.size == 0:
+        raise ValueError("no held-out normal scores to choose a threshold from")
+    allowed = int(np.floor(target_false_reject_rate * scores.size))  # normals that may be rejected
+    top = scores[scores.size - 1 - allowed]
+    return float(np.nextafter(top, np.inf))  # strictly above the highest normal that must pass
+
+
+def choose_score_mode(normal: torch.Tensor, anomalous: torch.Tensor | None) -> tuple[str, dict[str, float]]:
+    """The aggregation that best separates held-out training normals from the few-shot anomalies.
+
+    Both come from the training part: the bank holds neither, so this is a fair validation.
+    Without anomalies the maximum is kept (PatchCore's choice).
+    """
+    if anomalous is None or len(normal) == 0 or len(anomalous) == 0:
+        return "max", {}
+    labels = [0] * len(normal) + [1] * len(anomalous)
+    aucs = {m: round(roc_auc(labels, torch.cat([aggregate(normal, m), aggregate(anomalous, m)]).numpy()), 4)
+            for m in SCORE_MODES}
+    return max(SCORE_MODES, key=lambda m: aucs[m]), aucs  # ties: the first in SCORE_MODES

@@ -1,0 +1,103 @@
+"""Export a model artefact to ONNX, check the graph against PyTorch (parity) before success, and
+keep it current beside the artefact."""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edge_inspector.errors import UserError
+from edge_inspector.model.kmdgan.artefact import LoadedModel
+from edge_inspector.model.memory_bank.search import pad_bank
+from edge_inspector.runtime.parity import check_parity, parity_images
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+# bumped whenever the exported graph changes shape or inputs (2: bank searched in row blocks):
+# a graph exported by an older edge-inspector is exported again, not fed what it does not expect
+GRAPH_REVISION = 2
+
+
+def bank_input_names(model: LoadedModel) -> list[str]:
+    return [f"memory_stride{s}" for s in model.model.matched]
+
+
+def bank_locations(model: LoadedModel) -> dict[str, int]:
+    """Bank input name -> feature-map locations per image at its stride (queries per image)."""
+    return {n: (model.input_size // s) ** 2 for n, s in zip(bank_input_names(model), model.model.matched)}
+
+
+def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
+    """The artefact's ONNX graph, exported and parity-checked unless a current one is there.
+
+    A sidecar JSON records the artefact's hash and the graph revision: a retrained artefact, or a
+    newer edge-inspector whose graph differs, gets a fresh graph.
+    """
+    if onnx_path is None:
+        if model.path is None:
+            raise UserError("an in-memory model needs an ONNX path to export to")
+        onnx_path = Path(model.path).with_suffix(".onnx")
+    onnx_path = Path(onnx_path)
+    sidecar = onnx_path.with_suffix(".onnx.json")
+    digest = model.meta.get("sha256")
+    if onnx_path.is_file() and sidecar.is_file():
+        try:
+            recorded = json.loads(sidecar.read_text())
+            if recorded.get("artefact_sha256") == digest and recorded.get("graph_revision") == GRAPH_REVISION:
+                return onnx_path
+        except ValueError:
+            pass  # an unreadable sidecar: export again
+    log.info("exporting %s to ONNX (parity is checked first)", onnx_path)
+    figures = export_checked(model, onnx_path, parity_images(model.input_size))
+    sidecar.write_text(json.dumps({"artefact_sha256": digest, "graph_revision": GRAPH_REVISION, "parity": figures},
+                                  indent=2) + "\n")
+    return onnx_path
+
+
+def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:
+    """One graph: normalisation -> backbone -> memory matching -> fusion -> decoder -> map and score.
+
+    The memory banks are inputs with a dynamic row count, so a recalibrated bank needs no re-export;
+    their rows are a whole number of ROW_BLOCK blocks (the backends pad them with pad_bank).
+    """
+    import onnx
+
+    graph = copy.deepcopy(model.model).eval()
+    graph.chunk = None  # one matmul over the whole bank: no slicing that would fix its size
+    size = model.input_size
+    image = torch.zeros(1, 3, size, size)
+    names = bank_input_names(model)
+    dynamic = {"image": {0: "batch"}, "anomaly_map": {0: "batch"}, "image_score": {0: "batch"}}
+    dynamic.update({n: {0: f"{n}_rows"} for n in names})
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about Python ints taken from shapes
+        banks = [torch.from_numpy(pad_bank(b.numpy())) for b in model.banks]
+        torch.onnx.export(graph, (image, *banks), str(out), dynamo=False, opset_version=opset,
+                          input_names=["image", *names], output_names=["anomaly_map", "image_score"],
+                          dynamic_axes=dynamic)
+    onnx.checker.check_model(str(out))
+    return out
+
+
+def export_checked(model: LoadedModel, out: Path, images: np.ndarray) -> dict:
+    """export_onnx, then parity with PyTorch in ONNX Runtime on images; a graph that does not match
+    is removed (never left behind to be used) and the mismatch raised with its figures."""
+    from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from edge_inspector.runtime.torch_backend import TorchBackend
+
+    export_onnx(model, out)
+    try:
+        return check_parity(TorchBackend(model), OnnxRuntimeBackend(out, [b.numpy() for b in model.banks]), images,
+                            model.threshold)
+    except UserError:
+        Path(out).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,57 @@
+"""Parity of a candidate runtime against PyTorch: maps, scores and verdicts on a set of images."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_inspector.data.imageio import to_tensor_layout
+from edge_inspector.data.synthetic_product import DEFECT_TYPES, draw_defect, make_part
+from edge_inspector.errors import UserError
+from edge_inspector.runtime.base import Backend
+
+# max |difference| of anomaly-map probabilities. Not 1e-3: the two runtimes sum the distance
+# matmul in a different order, so a location whose two nearest bank rows are almost equally near
+# can take the other one; on the 573 Magnetic Tile test images that moved a map value by up to
+# 1.5e-3 (docs/benchmarks.md), with every verdict the same
+MAP_TOLERANCE = 5e-3
+SCORE_TOLERANCE = 1e-3  # max |difference| of image scores, relative to max(1, |score|)
+PIXEL_LEVEL = 0.5  # the service's default pixel_threshold
+
+
+def check_parity(reference: Backend, candidate: Backend, images: np.ndarray, threshold: float) -> dict:
+    """Maps and scores of candidate against reference; raises with the figures where they differ."""
+    ref_maps, ref_scores, maps, scores = [], [], [], []
+    for i in range(len(images)):  # batch 1: what a line PC runs
+        m, s = reference.infer(images[i : i + 1])
+        ref_maps.append(m)
+        ref_scores.append(s)
+        m, s = candidate.infer(images[i : i + 1])
+        maps.append(m)
+        scores.append(s)
+    ref_maps, maps = np.concatenate(ref_maps), np.concatenate(maps)
+    ref_scores, scores = np.concatenate(ref_scores), np.concatenate(scores)
+    map_diff = float(np.abs(ref_maps - maps).max())
+    score_diff = float((np.abs(ref_scores - scores) / np.maximum(1.0, np.abs(ref_scores))).max())
+    verdicts_differ = int(((ref_scores >= threshold) != (scores >= threshold)).sum())
+    # what a map difference can change downstream: pixels on the other side of the default level
+    crossing = int(((ref_maps >= PIXEL_LEVEL) != (maps >= PIXEL_LEVEL)).sum())
+    figures = {"images": len(images), "max_map_difference": map_diff, "max_score_difference": score_diff,
+               "verdicts_differing": verdicts_differ, "pixels_crossing_0.5": crossing, "pixels": int(maps.size),
+               "map_tolerance": MAP_TOLERANCE, "score_tolerance": SCORE_TOLERANCE}
+    if map_diff > MAP_TOLERANCE or score_diff > SCORE_TOLERANCE or verdicts_differ:
+        raise UserError(f"{candidate.name} does not match {reference.name}: max map difference {map_diff:.2e} "
+                        f"(tolerance {MAP_TOLERANCE:.0e}), max score difference {score_diff:.2e} (tolerance "
+                        f"{SCORE_TOLERANCE:.0e}), {verdicts_differ} of {len(images)} verdicts differ")
+    return figures
+
+
+def parity_images(size: int, count: int = 8, seed: int = 0) -> np.ndarray:
+    """Synthetic parts, half with defects: what export checks parity on when no images are named."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for i in range(count):
+        part = make_part(rng, size)
+        if i % 2:
+            part, _ = draw_defect(part, DEFECT_TYPES[i % len(DEFECT_TYPES)], rng)
+        images.append(np.repeat(part[:, :, None], 3, axis=2))
+    return to_tensor_layout(images)

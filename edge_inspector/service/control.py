@@ -1,0 +1,107 @@
+"""The line service's control: its state and status, the commands from the broker, and reload.
+
+A mixin of LineService (service/pipeline.py), which owns the parts it reads: cfg, state, counts,
+metrics, notifier, link, camera, queue, outbox, model and backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from edge_inspector.calibration.store import model_path
+from edge_inspector.errors import ConfigError, UserError
+from edge_inspector.service.commands import BadCommand, parse, request_id_of
+from edge_inspector.service.verdict import encode
+
+log = logging.getLogger(__name__)
+
+
+def load_model(cfg):
+    from edge_inspector.model.kmdgan.artefact import load_artefact
+    from edge_inspector.runtime import open_backend
+
+    if cfg.model.kind != "kmdgan":
+        raise ConfigError("model.kind: the line service runs a trained KMDGAN artefact; set model.kind: kmdgan")
+    path = model_path(cfg)  # the config's artefact, else the station's current calibration
+    if not path.is_file():
+        raise UserError(f"model artefact not found: {path} (run edge-inspector calibrate, or train and set "
+                        "model.artefact)")
+    model = load_artefact(path)
+    backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device)
+    backend.warmup(model.input_size)
+    return model, backend
+
+
+class ServiceControl:
+    # --- state and status ---
+    def set_state(self, **changes) -> None:
+        if "camera_connected" in changes:
+            self.metrics.camera_connected.set(int(changes["camera_connected"]))
+        if "broker_connected" in changes:
+            self.metrics.broker_connected.set(int(changes["broker_connected"]))
+        self.state.update(changes)
+        if self.link is not None and self.link.connected.is_set():
+            self.link.publish_detail(encode(self.status()))
+        if self.state["state"] == "running":
+            self.notifier.status(self.summary())
+
+    def summary(self) -> str:
+        s = self.state
+        cam = "camera ok" if s["camera_connected"] else f"camera down ({s['camera_error']})"
+        broker = "no broker" if self.link is None else "broker ok" if s["broker_connected"] else "broker down"
+        return f"{cam}; {broker}; verdicts OK {self.counts['OK']} NG {self.counts['NG']} ERROR {self.counts['ERROR']}"
+
+    def status(self) -> dict:
+        model = self.model
+        return {**self.state, "station": self.cfg.station, "camera": self.camera.health(),
+                "queue_depth": len(self.queue), "outbox_depth": self.outbox.depth(),
+                "last_seq": self.outbox.last_seq(), "dropped_frames": self.queue.dropped, "verdicts": dict(self.counts),
+                "model": None if model is None else self.model_info(), "time": time.time()}
+
+    def model_info(self) -> dict:
+        return {"version": self.model.meta.get("version"), "sha256": str(self.model.meta.get("sha256"))[:16],
+                "artefact": Path(self.model.path).name if self.model.path else None, "backend": self.backend.name}
+
+    @property
+    def threshold(self) -> float:
+        override = self.cfg.threshold.override
+        return float(override) if override is not None else self.model.threshold
+
+    # --- commands (paho's thread): quick, and never raise ---
+    def on_command(self, payload: bytes) -> None:
+        try:
+            cmd = parse(payload)
+        except BadCommand as exc:
+            log.warning("malformed command ignored: %s", exc)
+            self._reply(request_id_of(payload), None, error=str(exc))
+            return
+        try:
+            if cmd.name == "trigger":
+                self.camera.trigger(cmd.part_id)
+                self._reply(cmd.request_id, cmd.name, result={"part_id": cmd.part_id})
+            elif cmd.name == "reload":
+                self.reload_event.set()  # done by the inference loop, between two frames
+                self._reply(cmd.request_id, cmd.name, result={"reload": "scheduled"})
+            else:
+                self._reply(cmd.request_id, cmd.name, result=self.status())
+        except Exception as exc:  # a camera that refuses a trigger, for one
+            log.warning("command %s failed: %s", cmd.name, exc)
+            self._reply(cmd.request_id, cmd.name, error=str(exc))
+
+    def _reply(self, request_id, command, result=None, error=None) -> None:
+        if self.link is not None:
+            self.link.reply(encode({"request_id": request_id, "command": command, "ok": error is None,
+                                    "result": result, "error": error}))
+
+    def _reload(self) -> None:
+        try:
+            model, backend = load_model(self.cfg)
+        except UserError as exc:
+            log.error("reload failed, the running model stays: %s", exc)
+            self.set_state(last_reload_error=str(exc))
+            return
+        self.model, self.backend = model, backend
+        log.info("model reloaded: %s (threshold %.4f)", model.path, self.threshold)
+        self.set_state(last_reload_error=None, reloaded_at=time.time())

@@ -1,0 +1,110 @@
+"""`edge-inspector eval`: fit (or load) a model on a dataset's protocol split and measure it."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edge_inspector.verbs.dataset_options import add_dataset_args, add_kmdgan_args, protocol_split_of, settings
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="measure a model on a dataset with the benchmark protocol's split and metrics",
+        description="Fit (or load) the chosen model on the protocol's training part of a dataset, then "
+        "report image AUROC, pixel AUROC, pixel AP, AUPRO, F1-max, false rejects and escapes on its "
+        "test part as a table and as JSON. Settings come from --config (model, dataset, threshold), "
+        "overridden by the options below.",
+    )
+    add_dataset_args(p)
+    p.add_argument("--model", choices=["memory-bank", "kmdgan"], default=None,
+                   help="model to fit and measure (default: the config's, else memory-bank)")
+    p.add_argument("--artefact", type=Path, help="measure this trained KMDGAN artefact instead of training one")
+    p.add_argument("--bank-size", type=int, help="memory bank entries (memory-bank: 40000; kmdgan: 8192 per scale)")
+    p.add_argument("--sampler", choices=["random", "coreset"], help="memory-bank subsampling")
+    add_kmdgan_args(p)
+    p.add_argument("--batch-size", type=int, default=1, help="test batch size for timing (default 1)")
+    p.add_argument("--mode", choices=["resize", "tiles"], help="inspect each test image as the line service "
+                   "does: read at its own resolution, resized or cut into tiles (default: the config's "
+                   "inspection section where --mode or a config is given, else the protocol's plain resize)")
+    p.add_argument("--tile-size", type=int, help="tile side in image pixels (tiles mode; default: model input)")
+    p.add_argument("--overlap", type=float, help="share of a tile overlapping its neighbour (tiles mode)")
+    p.add_argument("--eval-size", type=int, help="side of the grid maps and masks are compared on with --mode "
+                   "(default: the model input size)")
+    p.add_argument("--out", type=Path, help="JSON report path (default reports/eval-<dataset>-<model>.json)")
+    p.set_defaults(func=run)
+
+
+def inspection_of(args: argparse.Namespace, cfg):
+    """The inspection settings eval uses with --mode (or a config with an inspection section), else None."""
+    from edge_inspector.config import InspectionConfig
+
+    explicit = args.mode or args.tile_size or args.overlap is not None
+    if not explicit and not (cfg and "inspection" in cfg.model_fields_set):
+        return None
+    base = cfg.inspection.model_dump() if cfg else {}
+    updates = {"mode": args.mode, "tile_size": args.tile_size, "overlap": args.overlap}
+    return InspectionConfig.model_validate({**base, **{k: v for k, v in updates.items() if v is not None}})
+
+
+def _numpy_predict(model):
+    import torch
+
+    def predict(images):
+        maps, scores = model(torch.from_numpy(images))
+        return maps.numpy(), scores.numpy()
+
+    return predict
+
+
+def run(args: argparse.Namespace) -> int:
+    from edge_inspector.evaluation.harness import evaluate, evaluate_frames, format_table, frames_of, write_json
+
+    kind = args.model or ("kmdgan" if args.artefact else None)
+    if kind is None and args.config:
+        from edge_inspector.config import load_config
+
+        kind = load_config(args.config).model.kind
+    kind = kind or "memory-bank"
+    cfg, model_cfg, threshold_cfg = settings(args, kind)
+    extra = {}
+    with protocol_split_of(args, cfg) as (split, name, root):
+        if kind == "memory-bank":
+            from edge_inspector.model.memory_bank.fitting import fit_memory_bank
+
+            model = fit_memory_bank(split, model_cfg, threshold_cfg.target_false_reject_rate, seed=args.seed,
+                                    progress=not args.quiet)
+            threshold = float(model.threshold)
+            extra = {"score_mode": model.score_mode, "score_validation_auroc": model.validation}
+        else:
+            from edge_inspector.model.kmdgan.artefact import load_artefact
+            from edge_inspector.model.kmdgan.training import train_kmdgan
+
+            if args.artefact:
+                model = load_artefact(args.artefact)
+            else:
+                out = Path("models") / f"eval-{name}-kmdgan.safetensors"
+                model = train_kmdgan(split, model_cfg, out, threshold_cfg.target_false_reject_rate, seed=args.seed,
+                                     progress=not args.quiet)
+            threshold = model.threshold
+            extra = {"artefact": str(model.path), "training": model.meta["training"],
+                     "architecture": model.meta["architecture"]}
+            model_cfg = model_cfg.model_copy(update={"input_size": model.input_size})
+        if threshold_cfg.override is not None:
+            threshold = threshold_cfg.override
+        inspection = inspection_of(args, cfg)
+        if inspection is None:
+            result = evaluate(_numpy_predict(model), split, model_cfg.input_size, threshold, args.batch_size,
+                              progress=not args.quiet)
+        else:
+            result = evaluate_frames(frames_of(split.test), _numpy_predict(model), model_cfg.input_size,
+                                     threshold, inspection, args.eval_size or model_cfg.input_size,
+                                     total=len(split.test), progress=not args.quiet)
+            result["split"] = split.sizes()
+    result.update(model=kind, dataset=name, root=str(root), model_config=model_cfg.model_dump(mode="json"),
+                  seed=args.seed, **extra)
+    print(format_table(result))
+    out = write_json(result, args.out or Path("reports") / f"eval-{name}-{kind}.json")
+    print(f"\nJSON report: {out}")
+    return 0
