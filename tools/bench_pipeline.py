@@ -29,7 +29,7 @@ from edge_inspector.config import StationConfig  # noqa: E402
 from edge_inspector.data.synthetic_product import DEFECT_TYPES, draw_defect, make_part  # noqa: E402
 from edge_inspector.model.kmdgan.artefact import load_artefact, save_artefact  # noqa: E402
 from edge_inspector.runtime.bench import timing_model  # noqa: E402
-from edge_inspector.service import app  # noqa: E402
+from edge_inspector.service import pipeline as app  # noqa: E402
 
 
 def frames(folder: Path, count: int, side: int, seed: int = 0) -> Path:
