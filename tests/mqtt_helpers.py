@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -32,7 +33,7 @@ def free_port() -> int:
 
 
 class Broker:
-    def __init__(self, workdir: Path, users: dict[str, str] | None = None):
+    def __init__(self, workdir: Path, users: dict[str, str] | None = None, acl: str | None = None):
         self.dir = Path(workdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -48,6 +49,10 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines.append("allow_anonymous true")
+        self.acl = self.dir / "acl"
+        if acl is not None:
+            self.acl.write_text(acl)
+            lines.append(f"acl_file {self.acl}")
         self.conf = self.dir / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
         self.proc = None
@@ -66,6 +71,11 @@ class Broker:
                 time.sleep(0.05)
         raise RuntimeError(f"mosquitto did not start on port {self.port}")
 
+    def reload_acl(self, acl: str) -> None:
+        """A new ACL, read by the running broker on SIGHUP (as an operator fixing it would)."""
+        self.acl.write_text(acl)
+        self.proc.send_signal(signal.SIGHUP)
+
     def stop(self) -> None:
         """SIGTERM: the broker saves its persistent sessions (as a restarted plant broker would have them)."""
         if self.proc and self.proc.poll() is None:
@@ -82,11 +92,14 @@ class Broker:
 class Collector:
     """A persistent-session QoS 1 subscriber (as a PLC gateway would be) that records what arrives."""
 
-    def __init__(self, port: int, topic: str, client_id: str = "test-collector"):
+    def __init__(self, port: int, topic: str, client_id: str = "test-collector", username: str | None = None,
+                 password: str | None = None):
         self.messages: list[tuple[str, bytes]] = []
         self.lock = threading.Lock()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False,
                                   protocol=mqtt.MQTTv311)
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, qos=1)
         self.client.on_message = self._on_message
         self.client.reconnect_delay_set(0.2, 1)

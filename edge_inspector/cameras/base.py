@@ -53,6 +53,11 @@ class Camera(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def take_orphan(self) -> Frame | None:
+        """An error frame for a trigger accepted but lost with the device (its part still gets a
+        verdict), or None. Called whether or not the device is open."""
+        return None
+
     @property
     def exhausted(self) -> bool:
         """True when a finite source (a replay without loop) has delivered everything."""
@@ -88,6 +93,8 @@ class Reconnecting:
     def _lost(self, why: str) -> None:
         if self.connected:
             log.warning("camera %s lost: %s; reopening with back-off", self.name, why)
+        elif why != self.last_error:  # missing at start, or failing anew: said once, not every retry
+            log.warning("camera %s cannot be opened: %s; retrying with back-off", self.name, why)
         self.connected, self.last_error = False, why
         self.status(camera_connected=False, camera_error=why)
         try:
@@ -111,10 +118,13 @@ class Reconnecting:
             self.reconnects += 1
             log.info("camera %s reconnected", self.name)
         self.connected, self._wait = True, self.min_s
-        self.status(camera_connected=True, camera_error=None)
+        self.status(camera_connected=True, camera_error=None, camera_reconnects=self.reconnects)
         return True
 
     def grab(self, timeout: float) -> Frame | None:
+        orphan = self.camera.take_orphan()
+        if orphan is not None:
+            return orphan
         if not self.ensure_open():
             time.sleep(min(timeout, max(0.0, self._next_try - time.monotonic())))
             return None

@@ -46,6 +46,9 @@ class PylonCamera(Camera):
         self.converter = pylon.ImageFormatConverter()
         self.converter.OutputPixelFormat = pylon.PixelType_Mono8 if cfg.output == "mono" else pylon.PixelType_BGR8packed
         self.pending: list[str | None] = []  # part ids of software triggers not yet matched to an image
+        # part ids whose trigger was accepted but whose image was lost with the camera: each comes
+        # back from grab() as an error frame, so that it gets exactly one (ERROR) verdict
+        self.orphans: list[tuple[str | None, str]] = []
         self.lock = threading.Lock()
 
     def _device(self):
@@ -85,7 +88,13 @@ class PylonCamera(Camera):
             _set(cam, "TriggerMode", "Off")
         # free-run: only the newest image matters; triggered: every image is a part, none may be skipped
         cam.StartGrabbing(pylon.GrabStrategy_OneByOne if self.triggered else pylon.GrabStrategy_LatestImageOnly)
+        self._orphan_pending("camera reopened before the image of its trigger came")
         self.cam = cam
+
+    def _orphan_pending(self, why: str) -> None:
+        with self.lock:
+            self.orphans += [(part_id, why) for part_id in self.pending]
+            self.pending.clear()
 
     def trigger(self, part_id: str | None) -> None:
         if self.cfg.trigger != "software":
@@ -94,11 +103,23 @@ class PylonCamera(Camera):
             raise CameraLost("camera not open")
         try:
             self.cam.WaitForFrameTriggerReady(self.cfg.timeout_ms, pylon.TimeoutHandling_ThrowException)
-            with self.lock:
-                self.pending.append(part_id)
+        except genicam.GenericException as exc:
+            raise CameraLost(f"camera not ready for a trigger: {exc.GetDescription()}") from None
+        with self.lock:
+            self.pending.append(part_id)
+        try:
             self.cam.ExecuteSoftwareTrigger()
         except genicam.GenericException as exc:
+            with self.lock:  # no image will come for this one: its id must not be matched to the next
+                self.pending.pop()
             raise CameraLost(f"software trigger failed: {exc.GetDescription()}") from None
+
+    def take_orphan(self) -> Frame | None:
+        with self.lock:
+            if not self.orphans:
+                return None
+            part_id, why = self.orphans.pop(0)
+        return Frame(None, self.name, part_id=part_id, triggered=True, error=why)
 
     def grab(self, timeout: float) -> Frame | None:
         if self.cam is None:
@@ -128,6 +149,7 @@ class PylonCamera(Camera):
             result.Release()
 
     def close(self) -> None:
+        self._orphan_pending("camera lost before the image of its trigger came")
         if self.cam is not None:
             try:
                 if self.cam.IsGrabbing():

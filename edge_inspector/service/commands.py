@@ -5,6 +5,9 @@
     {"command": "status", "request_id": "r3"}
 
 A malformed command changes nothing and gets {"ok": false, "error": ...} on the reply topic.
+Payloads come from the plant network, so nothing in them is trusted: the size is capped before
+parsing, every parse error (deep nesting included) is a BadCommand, and what reaches a log line
+passes through printable() first.
 """
 
 from __future__ import annotations
@@ -13,6 +16,8 @@ import json
 from dataclasses import dataclass
 
 COMMANDS = ("trigger", "reload", "status")
+MAX_BYTES = 4096  # a real command is under 300 bytes; the cap bounds the parser's work
+LOG_CHARS = 120  # what of a network string a log line shows
 
 
 class BadCommand(ValueError):
@@ -26,19 +31,33 @@ class Command:
     request_id: str | None = None
 
 
-def parse(payload: bytes) -> Command:
+def printable(text: object, limit: int = LOG_CHARS) -> str:
+    """A network string made safe for one log line: control characters (newlines, ANSI escapes)
+    shown escaped, and at most limit characters."""
+    text = str(text)
+    safe = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text[: limit + 1])
+    return safe[:limit] + ("..." if len(safe) > limit or len(text) > limit else "")
+
+
+def _load(payload: bytes) -> object:
+    if len(payload) > MAX_BYTES:
+        raise BadCommand(f"command of {len(payload)} bytes; at most {MAX_BYTES}")
     try:
-        data = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadCommand(f"not JSON: {exc}") from None
+        return json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # ValueError covers JSONDecodeError
+        raise BadCommand(f"not JSON: {type(exc).__name__}") from None
+
+
+def parse(payload: bytes) -> Command:
+    data = _load(payload)
     if not isinstance(data, dict):
         raise BadCommand("expected a JSON object")
     name = data.get("command")
     if name not in COMMANDS:
-        raise BadCommand(f"command {name!r} unknown; expected one of {', '.join(COMMANDS)}")
+        raise BadCommand(f"command {printable(repr(name), 40)} unknown; expected one of {', '.join(COMMANDS)}")
     unknown = set(data) - {"command", "part_id", "request_id"}
     if unknown:
-        raise BadCommand(f"unknown field(s) {', '.join(sorted(unknown))}")
+        raise BadCommand(f"unknown field(s) {printable(', '.join(sorted(unknown)), 60)}")
     part_id, request_id = data.get("part_id"), data.get("request_id")
     for key, value in (("part_id", part_id), ("request_id", request_id)):
         if value is not None and not (isinstance(value, str) and 0 < len(value) <= 128):
@@ -49,7 +68,7 @@ def parse(payload: bytes) -> Command:
 def request_id_of(payload: bytes) -> str | None:
     """Best effort, for the reply to a malformed command."""
     try:
-        value = json.loads(payload).get("request_id")
-        return value if isinstance(value, str) else None
-    except Exception:
+        value = _load(payload).get("request_id")
+    except (BadCommand, AttributeError):
         return None
+    return value if isinstance(value, str) and 0 < len(value) <= 128 else None

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from edge_inspector.calibration.store import model_path
 from edge_inspector.errors import ConfigError, UserError
-from edge_inspector.service.commands import BadCommand, parse, request_id_of
+from edge_inspector.service.commands import BadCommand, parse, printable, request_id_of
 from edge_inspector.service.verdict import encode
 
 log = logging.getLogger(__name__)
@@ -41,6 +41,12 @@ class ServiceControl:
             self.metrics.camera_connected.set(int(changes["camera_connected"]))
         if "broker_connected" in changes:
             self.metrics.broker_connected.set(int(changes["broker_connected"]))
+        if changes.get("camera_reconnects", 0) > self.state.get("camera_reconnects", 0):
+            self.metrics.camera_reconnects.inc()
+        if "broker_refusals" in changes:
+            self.metrics.refusals.set(changes["broker_refusals"])
+        if "refused_pending" in changes:
+            self.metrics.refused_pending.set(changes["refused_pending"])
         self.state.update(changes)
         if self.link is not None and self.link.connected.is_set():
             self.link.publish_detail(encode(self.status()))
@@ -50,7 +56,8 @@ class ServiceControl:
     def summary(self) -> str:
         s = self.state
         cam = "camera ok" if s["camera_connected"] else f"camera down ({s['camera_error']})"
-        broker = "no broker" if self.link is None else "broker ok" if s["broker_connected"] else "broker down"
+        broker = ("no broker" if self.link is None else "broker down" if not s["broker_connected"]
+                  else f"broker refusing {s['refused_pending']} message(s)" if s["refused_pending"] else "broker ok")
         return f"{cam}; {broker}; verdicts OK {self.counts['OK']} NG {self.counts['NG']} ERROR {self.counts['ERROR']}"
 
     def status(self) -> dict:
@@ -58,6 +65,7 @@ class ServiceControl:
         return {**self.state, "station": self.cfg.station, "camera": self.camera.health(),
                 "queue_depth": len(self.queue), "outbox_depth": self.outbox.depth(),
                 "last_seq": self.outbox.last_seq(), "dropped_frames": self.queue.dropped, "verdicts": dict(self.counts),
+                "outbox_dropped": dict(self.outbox.dropped), "command_errors": self.command_errors,
                 "model": None if model is None else self.model_info(), "time": time.time()}
 
     def model_info(self) -> dict:
@@ -72,25 +80,32 @@ class ServiceControl:
     # --- commands (paho's thread): quick, and never raise ---
     def on_command(self, payload: bytes) -> None:
         try:
+            self._handle(payload)
+        except Exception as exc:  # last line: nothing may escape into paho's network thread
+            log.exception("command handling failed: %s", printable(exc))
+
+    def _handle(self, payload: bytes) -> None:
+        try:
             cmd = parse(payload)
         except BadCommand as exc:
-            log.warning("malformed command ignored: %s", exc)
-            self._reply(request_id_of(payload), None, error=str(exc))
+            self.command_errors += 1
+            log.warning("malformed command ignored: %s", printable(exc))
+            self.reply(request_id_of(payload), None, error=str(exc))
             return
         try:
             if cmd.name == "trigger":
                 self.camera.trigger(cmd.part_id)
-                self._reply(cmd.request_id, cmd.name, result={"part_id": cmd.part_id})
+                self.reply(cmd.request_id, cmd.name, result={"part_id": cmd.part_id})
             elif cmd.name == "reload":
                 self.reload_event.set()  # done by the inference loop, between two frames
-                self._reply(cmd.request_id, cmd.name, result={"reload": "scheduled"})
+                self.reply(cmd.request_id, cmd.name, result={"reload": "scheduled"})
             else:
-                self._reply(cmd.request_id, cmd.name, result=self.status())
+                self.reply(cmd.request_id, cmd.name, result=self.status())
         except Exception as exc:  # a camera that refuses a trigger, for one
-            log.warning("command %s failed: %s", cmd.name, exc)
-            self._reply(cmd.request_id, cmd.name, error=str(exc))
+            log.warning("command %s failed: %s", cmd.name, printable(exc))
+            self.reply(cmd.request_id, cmd.name, error=str(exc))
 
-    def _reply(self, request_id, command, result=None, error=None) -> None:
+    def reply(self, request_id, command, result=None, error=None) -> None:
         if self.link is not None:
             self.link.reply(encode({"request_id": request_id, "command": command, "ok": error is None,
                                     "result": result, "error": error}))

@@ -25,6 +25,11 @@ class Metrics:
                                          registry=r)
         self.broker_connected = Gauge("edge_inspector_broker_connected", "1 while connected to the broker",
                                       registry=r)
+        self.refusals = Gauge("edge_inspector_broker_refusals", "PUBACKs with a failure reason code since start",
+                              registry=r)
+        self.refused_pending = Gauge("edge_inspector_refused_pending", "Refused messages kept for a retry", registry=r)
+        self.outbox_dropped = Gauge("edge_inspector_outbox_dropped", "Messages dropped by the outbox bound",
+                                    ["kind"], registry=r)
         self.server = None
 
     def serve(self, host: str, port: int) -> None:

@@ -1,6 +1,11 @@
 """MQTT link (paho-mqtt 2.x, VERSION2 callbacks): drains the outbox to the broker at QoS 1 and
-removes a message only on its PUBACK; a retained status topic ("online" on connect, "offline" as
-the last will and on a clean stop); commands in, replies out.
+removes a message only on a successful PUBACK; a retained status topic ("online" on connect,
+"offline" as the last will and on a clean stop); commands in, replies out.
+
+A PUBACK with a failure reason code (MQTT 5: 0x87 not authorised, 0x97 quota exceeded, ...) is a
+refusal: the message stays in the outbox, is counted, and is sent again with back-off (1 s
+doubling to 60 s) until the broker takes it. With MQTT 3.1.1 a broker acknowledges a publish it
+denies, so refusals can only be seen with MQTT 5.
 
 Topics, under <prefix>/<station>/: status (retained "online"/"offline"), status/detail (retained
 JSON), verdict (JSON, QoS 1), mask/<seq> (PNG, QoS 1), command (in), reply (out). See docs/mqtt.md.
@@ -23,6 +28,7 @@ from edge_inspector.service.outbox import Outbox
 log = logging.getLogger(__name__)
 
 WINDOW = 50  # messages in flight at once: enough to keep a LAN link busy, few to resend
+RETRY_MIN_S, RETRY_MAX_S = 1.0, 60.0  # back-off after a refusal
 
 
 class Topics:
@@ -48,10 +54,13 @@ class MqttLink:
         self.acks: queue.Queue = queue.Queue()
         self.stopping = threading.Event()
         self.error: str | None = None
-        self.rejected = 0
+        self.refusals = 0  # PUBACKs with a failure reason code, ever
+        self.refused: set[int] = set()  # outbox ids refused and not yet taken
+        self.last_refusal: str | None = None
         protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edge-inspector-{station}",
                                   protocol=protocol)
+        self.client.suppress_exceptions = True  # a callback's bug is logged, never kills the network thread
         self.client.max_inflight_messages_set(WINDOW)
         self.client.reconnect_delay_set(1, 30)
         self.client.will_set(self.topics.status, b"offline", qos=1, retain=True)
@@ -104,12 +113,39 @@ class MqttLink:
 
     def _on_message(self, client, userdata, message) -> None:
         if message.topic == self.topics.command:
-            self.on_command(message.payload)
+            try:
+                self.on_command(message.payload)
+            except Exception:  # on_command never raises; should it, the link must survive
+                log.exception("command handler raised")
 
     # --- the sender thread ---
+    def _refused(self, row: int, reason) -> None:
+        self.refusals += 1
+        first = not self.refused
+        self.refused.add(row)
+        why = f"broker refused message {row}: {reason} ({self.topic_of(row)}); kept in the outbox, retried"
+        if first or why != self.last_refusal:
+            log.error(why)
+        self.last_refusal = why
+        self.status(broker_refusals=self.refusals, refused_pending=len(self.refused), last_refusal=why)
+
+    def _taken(self, row: int) -> None:
+        self.outbox.ack(row)
+        if row in self.refused:
+            self.refused.discard(row)
+            if not self.refused:
+                log.info("broker took every refused message again; refusal alarm cleared")
+                self.last_refusal = None
+            self.status(refused_pending=len(self.refused), last_refusal=self.last_refusal)
+
+    def topic_of(self, row: int) -> str:
+        msg = self.outbox.get(row)
+        return msg.topic if msg else "?"
+
     def _send_loop(self) -> None:
         inflight: dict[int, int] = {}  # paho mid -> outbox id
         cursor = 0
+        backoff, retry_at = RETRY_MIN_S, 0.0
         while not (self.stopping.is_set() and not self.connected.is_set()):
             self.wake.wait(0.2)
             self.wake.clear()
@@ -124,11 +160,15 @@ class MqttLink:
                     continue
                 mid, reason = item
                 row = inflight.pop(mid, None)
-                if row is not None:
-                    if reason.is_failure:
-                        self.rejected += 1
-                        log.error("broker rejected message %d: %s; dropped", row, reason)
-                    self.outbox.ack(row)
+                if row is None:
+                    continue
+                if reason.is_failure:
+                    self._refused(row, reason)
+                    retry_at = max(retry_at, time.monotonic() + backoff)  # one schedule per retry round
+                else:
+                    self._taken(row)
+                    if not self.refused:
+                        backoff = RETRY_MIN_S
             if not self.connected.is_set():
                 if self.stopping.is_set():
                     return
@@ -136,12 +176,28 @@ class MqttLink:
             room = WINDOW - len(inflight)
             if room <= 0:
                 continue
+            if self.refused and time.monotonic() >= retry_at:
+                waiting = set(inflight.values())
+                for row in sorted(self.refused - waiting)[:room]:
+                    msg = self.outbox.get(row)
+                    if msg is None:  # dropped by the outbox's bound meanwhile (counted there)
+                        self.refused.discard(row)
+                    elif not self._send(msg, inflight):
+                        break
+                backoff = min(backoff * 2, RETRY_MAX_S)  # the next round, if this one is refused too
+                retry_at = time.monotonic() + backoff
+                room = WINDOW - len(inflight)
             for msg in self.outbox.pending(cursor, room):
-                info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
-                if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                    break  # disconnected meanwhile: resent after the next connect
-                inflight[info.mid] = msg.id
+                if msg.id not in self.refused and not self._send(msg, inflight):
+                    break  # a refused one waits for its retry
                 cursor = msg.id
+
+    def _send(self, msg, inflight: dict[int, int]) -> bool:
+        info = self.client.publish(msg.topic, msg.payload, qos=msg.qos, retain=msg.retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            return False  # disconnected meanwhile: resent after the next connect
+        inflight[info.mid] = msg.id
+        return True
 
     def start(self) -> None:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)

@@ -101,6 +101,12 @@ class Outbox:
                                    "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
         return [Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) for r in rows]
 
+    def get(self, message_id: int) -> Message | None:
+        with self.lock:
+            r = self.db.execute("SELECT id, topic, payload, qos, retain, kind, seq FROM messages WHERE id = ?",
+                                (message_id,)).fetchone()
+        return Message(r[0], r[1], bytes(r[2]), r[3], bool(r[4]), r[5], r[6]) if r else None
+
     def ack(self, message_id: int) -> None:
         with self.lock:
             row = self.db.execute("SELECT LENGTH(payload) FROM messages WHERE id = ?", (message_id,)).fetchone()

@@ -48,7 +48,8 @@ class LineService(ServiceControl):
         self.stop_event = threading.Event()
         self.reload_event = threading.Event()
         self.state: dict = {"state": "starting", "camera_connected": False, "camera_error": None,
-                            "broker_connected": False, "broker_error": None}
+                            "broker_connected": False, "broker_error": None,
+                            "broker_refusals": 0, "refused_pending": 0, "last_refusal": None}
         self.metrics = Metrics()
         self.notifier = Notifier(cfg.service.watchdog)
         root = state_dir(cfg)
@@ -60,6 +61,7 @@ class LineService(ServiceControl):
         self.camera = open_camera(cfg.camera, self.set_state)
         self.model = self.backend = None
         self.counts = {"OK": 0, "NG": 0, "ERROR": 0}
+        self.command_errors = 0
 
     # --- threads ---
     def _capture(self) -> None:
@@ -123,6 +125,8 @@ class LineService(ServiceControl):
             self.metrics.latency.labels(stage).observe(ms / 1000)
         self.metrics.verdicts.labels(verdict).inc()
         self.metrics.outbox_depth.set(self.outbox.depth())
+        for kind, n in self.outbox.dropped.items():
+            self.metrics.outbox_dropped.labels(kind).set(n)
         self.counts[verdict] += 1
         if verdict == "NG":
             self.archive.add(seq, frame.image, mask)
