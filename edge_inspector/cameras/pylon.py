@@ -20,6 +20,11 @@ except ImportError as exc:  # pragma: no cover - pypylon is a dependency; this k
     IMPORT_ERROR = str(exc)
 
 
+def describe(exc: Exception) -> str:
+    """pylon's own description of an error where it has one (pylon raises), else its text."""
+    return exc.GetDescription() if hasattr(exc, "GetDescription") else str(exc)
+
+
 def _set(cam, name: str, value) -> None:
     """Set a camera feature, failing with one line that names it; SFNC 1 names are tried as well."""
     for node_name in (name, {"ExposureTime": "ExposureTimeAbs", "Gain": "GainAbs"}.get(name)):
@@ -31,7 +36,7 @@ def _set(cam, name: str, value) -> None:
                 getattr(cam, node_name).Value = value
                 return
             except genicam.GenericException as exc:
-                raise UserError(f"camera.{name}: {value!r} refused by the camera: {exc.GetDescription()}") from None
+                raise UserError(f"camera.{name}: {value!r} refused by the camera: {describe(exc)}") from None
     raise UserError(f"camera.{name}: this camera has no writable {name} feature")
 
 
@@ -66,7 +71,7 @@ class PylonCamera(Camera):
             cam = pylon.InstantCamera(self._device())
             cam.Open()
         except genicam.GenericException as exc:
-            raise CameraLost(f"cannot open Basler camera: {exc.GetDescription()}") from None
+            raise CameraLost(f"cannot open Basler camera: {describe(exc)}") from None
         cfg = self.cfg
         for name, value in cfg.features.items():
             _set(cam, name, value)
@@ -104,7 +109,7 @@ class PylonCamera(Camera):
         try:
             self.cam.WaitForFrameTriggerReady(self.cfg.timeout_ms, pylon.TimeoutHandling_ThrowException)
         except genicam.GenericException as exc:
-            raise CameraLost(f"camera not ready for a trigger: {exc.GetDescription()}") from None
+            raise CameraLost(f"camera not ready for a trigger: {describe(exc)}") from None
         with self.lock:
             self.pending.append(part_id)
         try:
@@ -112,7 +117,7 @@ class PylonCamera(Camera):
         except genicam.GenericException as exc:
             with self.lock:  # no image will come for this one: its id must not be matched to the next
                 self.pending.pop()
-            raise CameraLost(f"software trigger failed: {exc.GetDescription()}") from None
+            raise CameraLost(f"software trigger failed: {describe(exc)}") from None
 
     def take_orphan(self) -> Frame | None:
         with self.lock:
@@ -130,7 +135,7 @@ class PylonCamera(Camera):
                 raise CameraLost("camera removed")
             result = self.cam.RetrieveResult(wait_ms, pylon.TimeoutHandling_Return)
         except genicam.GenericException as exc:
-            raise CameraLost(exc.GetDescription()) from None
+            raise CameraLost(describe(exc)) from None
         if result is None or not result.IsValid():
             if self.triggered:
                 return None  # no trigger came: not a fault

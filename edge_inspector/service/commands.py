@@ -60,8 +60,8 @@ def parse(payload: bytes) -> Command:
         raise BadCommand(f"unknown field(s) {printable(', '.join(sorted(unknown)), 60)}")
     part_id, request_id = data.get("part_id"), data.get("request_id")
     for key, value in (("part_id", part_id), ("request_id", request_id)):
-        if value is not None and not (isinstance(value, str) and 0 < len(value) <= 128):
-            raise BadCommand(f"{key} must be a string of 1 to 128 characters")
+        if value is not None and not (isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable()):
+            raise BadCommand(f"{key} must be a string of 1 to 128 printable characters")
     return Command(name, part_id, request_id)
 
 
@@ -71,4 +71,4 @@ def request_id_of(payload: bytes) -> str | None:
         value = _load(payload).get("request_id")
     except (BadCommand, AttributeError):
         return None
-    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+    return value if isinstance(value, str) and 0 < len(value) <= 128 and value.isprintable() else None

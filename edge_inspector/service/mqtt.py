@@ -121,11 +121,10 @@ class MqttLink:
     # --- the sender thread ---
     def _refused(self, row: int, reason) -> None:
         self.refusals += 1
-        first = not self.refused
+        why = f"broker refused {self.topic_of(row)}: {reason}"
+        if why != self.last_refusal:  # once per cause, not once per message and retry
+            log.error("%s; refused messages stay in the outbox and are retried with back-off", why)
         self.refused.add(row)
-        why = f"broker refused message {row}: {reason} ({self.topic_of(row)}); kept in the outbox, retried"
-        if first or why != self.last_refusal:
-            log.error(why)
         self.last_refusal = why
         self.status(broker_refusals=self.refusals, refused_pending=len(self.refused), last_refusal=why)
 
