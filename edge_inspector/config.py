@@ -199,6 +199,9 @@ class InspectionConfig(Strict):
 
 class ServiceConfig(Strict):
     state_dir: Path | None = Field(None, description="Outbox and archive; default: $STATE_DIRECTORY (systemd) or ./state.")
+    cache_dir: Path | None = Field(None, description="Exported ONNX graphs and TensorRT engines; default: "
+                                   "$CACHE_DIRECTORY (systemd) or <state_dir>/cache. Never beside the artefact, "
+                                   "which may be read-only.")
     queue_size: int = Field(4, ge=1, description="Frames waiting for inference; free-run drops the oldest beyond it.")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus metrics on this port; absent: off.")
     metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint listens on.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from pathlib import Path
 
@@ -26,3 +27,23 @@ def start(service: LineService) -> threading.Thread:
     t = threading.Thread(target=service.run, kwargs={"install_signals": False}, daemon=True)
     t.start()
     return t
+
+
+class NotifySocket:
+    """What systemd does with NOTIFY_SOCKET: read every datagram as it comes."""
+
+    def __init__(self, tmp_path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.path = tmp_path / "notify.sock"
+        self.sock.bind(str(self.path))
+        self.sock.settimeout(0.2)
+        self.messages: list[str] = []
+        self.done = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        while not self.done.is_set():
+            try:
+                self.messages.append(self.sock.recv(4096).decode())
+            except socket.timeout:
+                pass

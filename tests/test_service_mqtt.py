@@ -5,16 +5,14 @@ not across a restart of the service, not on SIGTERM."""
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 
 from edge_inspector.config import load_config
 from edge_inspector.service.pipeline import LineService
 from tests.mqtt_helpers import Broker, Collector, first_seen_order, needs_mosquitto
-from tests.service_helpers import start, station
+from tests.service_helpers import NotifySocket, start, station
 
 pytestmark = needs_mosquitto
 
@@ -115,26 +113,6 @@ def test_refused_credentials_and_unreadable_frames_do_not_stop_the_service(tiny_
     assert "refused the connection" in (service.state["broker_error"] or "")
     assert any("refused the connection" in r.message for r in caplog.records)
     assert any("unreadable frame" in r.message for r in caplog.records)
-
-
-class NotifySocket:
-    """What systemd does with NOTIFY_SOCKET: read every datagram as it comes."""
-
-    def __init__(self, tmp_path):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.path = tmp_path / "notify.sock"
-        self.sock.bind(str(self.path))
-        self.sock.settimeout(0.2)
-        self.messages: list[str] = []
-        self.done = threading.Event()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        while not self.done.is_set():
-            try:
-                self.messages.append(self.sock.recv(4096).decode())
-            except socket.timeout:
-                pass
 
 
 def test_sigterm_and_a_restart_of_the_service_lose_no_verdict(tiny_kmdgan, replay_200, tmp_path):

@@ -68,8 +68,8 @@ def run_mode(mode: str, artefact: Path, folder: Path, backend: str, state: Path,
     timed: list[Timed] = []
     original = app.load_model
 
-    def load(cfg):
-        model, b = original(cfg)
+    def load(cfg, cache):
+        model, b = original(cfg, cache)
         timed.append(Timed(b))
         return model, timed[-1]
 

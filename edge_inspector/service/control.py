@@ -1,12 +1,14 @@
 """The line service's control: its state and status, the commands from the broker, and reload.
 
 A mixin of LineService (service/pipeline.py), which owns the parts it reads: cfg, state, counts,
-metrics, notifier, link, camera, queue, outbox, model and backend.
+metrics, notifier, link, camera, queue, outbox, model, backend, cache and the reload slots.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -18,7 +20,15 @@ from edge_inspector.service.verdict import encode
 log = logging.getLogger(__name__)
 
 
-def load_model(cfg):
+def cache_dir(cfg, state: Path) -> Path:
+    if cfg.service.cache_dir is not None:
+        return cfg.service.cache_dir
+    env = os.environ.get("CACHE_DIRECTORY")  # systemd's CacheDirectory=
+    return Path(env.split(":")[0]) if env else state / "cache"
+
+
+def load_model(cfg, cache: Path):
+    """The station's artefact loaded, its backend opened (graphs exported into cache) and warm."""
     from edge_inspector.model.kmdgan.artefact import load_artefact
     from edge_inspector.runtime import open_backend
 
@@ -29,7 +39,14 @@ def load_model(cfg):
         raise UserError(f"model artefact not found: {path} (run edge-inspector calibrate, or train and set "
                         "model.artefact)")
     model = load_artefact(path)
-    backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device)
+    graph = None
+    if cfg.runtime.backend != "torch":
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"service.cache_dir {cache}: cannot create it ({exc.strerror})") from None
+        graph = cache / f"{path.stem}-{str(model.meta.get('sha256'))[:16]}.onnx"
+    backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device, onnx_path=graph)
     backend.warmup(model.input_size)
     return model, backend
 
@@ -48,10 +65,19 @@ class ServiceControl:
         if "refused_pending" in changes:
             self.metrics.refused_pending.set(changes["refused_pending"])
         self.state.update(changes)
+        if self.link is not None:
+            self.link.set_availability(self.availability())
         if self.link is not None and self.link.connected.is_set():
             self.link.publish_detail(encode(self.status()))
         if self.state["state"] == "running":
             self.notifier.status(self.summary())
+
+    def availability(self) -> str:
+        """The retained status topic's value: "online" only while ready to inspect (docs/mqtt.md)."""
+        state = self.state["state"]
+        if state in ("starting", "stopping"):
+            return state
+        return "online" if self.state["camera_connected"] else "camera-lost"
 
     def summary(self) -> str:
         s = self.state
@@ -97,8 +123,7 @@ class ServiceControl:
                 self.camera.trigger(cmd.part_id)
                 self.reply(cmd.request_id, cmd.name, result={"part_id": cmd.part_id})
             elif cmd.name == "reload":
-                self.reload_event.set()  # done by the inference loop, between two frames
-                self.reply(cmd.request_id, cmd.name, result={"reload": "scheduled"})
+                self.reply(cmd.request_id, cmd.name, result={"reload": self.request_reload()})
             else:
                 self.reply(cmd.request_id, cmd.name, result=self.status())
         except Exception as exc:  # a camera that refuses a trigger, for one
@@ -110,13 +135,30 @@ class ServiceControl:
             self.link.reply(encode({"request_id": request_id, "command": command, "ok": error is None,
                                     "result": result, "error": error}))
 
-    def _reload(self) -> None:
+    def request_reload(self) -> str:
+        """Load and warm the new model on a thread of its own, beside the running one; the inference
+        loop swaps it in between two frames (swap_reloaded). Any failure keeps the running model."""
+        with self.reload_lock:
+            if self.reloader is not None and self.reloader.is_alive():
+                return "already loading"
+            self.reloader = threading.Thread(target=self._load_beside, name="reload", daemon=True)
+            self.reloader.start()
+        return "loading"
+
+    def _load_beside(self) -> None:
         try:
-            model, backend = load_model(self.cfg)
-        except UserError as exc:
-            log.error("reload failed, the running model stays: %s", exc)
-            self.set_state(last_reload_error=str(exc))
+            loaded = load_model(self.cfg, self.cache)
+        except Exception as exc:  # whatever it is, the running model stays and the reason is said
+            why = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload failed, the running model stays: %s", printable(why, 300))
+            self.set_state(last_reload_error=why)
             return
-        self.model, self.backend = model, backend
-        log.info("model reloaded: %s (threshold %.4f)", model.path, self.threshold)
+        self.reloaded = loaded
+
+    def swap_reloaded(self) -> None:
+        loaded, self.reloaded = self.reloaded, None
+        if loaded is None:
+            return
+        self.model, self.backend = loaded
+        log.info("model reloaded: %s (threshold %.4f)", self.model.path, self.threshold)
         self.set_state(last_reload_error=None, reloaded_at=time.time())

@@ -64,6 +64,8 @@ class MqttLink:
         self.client.max_inflight_messages_set(WINDOW)
         self.client.reconnect_delay_set(1, 30)
         self.client.will_set(self.topics.status, b"offline", qos=1, retain=True)
+        self.availability = "starting"  # what the retained status topic says (docs/mqtt.md)
+        self.beat = time.monotonic()  # the sender loop's last round
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.password())
         if cfg.tls:
@@ -90,7 +92,7 @@ class MqttLink:
         else:
             log.info("broker %s:%d connected", self.cfg.host, self.cfg.port)
         self.error = None
-        client.publish(self.topics.status, b"online", qos=1, retain=True)
+        client.publish(self.topics.status, self.availability.encode(), qos=1, retain=True)
         client.subscribe(self.topics.command, qos=1)
         self.connected.set()
         self.acks.put(None)  # tells the sender to resend everything unacknowledged
@@ -146,6 +148,7 @@ class MqttLink:
         cursor = 0
         backoff, retry_at = RETRY_MIN_S, 0.0
         while not (self.stopping.is_set() and not self.connected.is_set()):
+            self.beat = time.monotonic()
             self.wake.wait(0.2)
             self.wake.clear()
             while True:
@@ -202,6 +205,25 @@ class MqttLink:
         self.client.connect_async(self.cfg.host, self.cfg.port, keepalive=self.cfg.keepalive)
         self.client.loop_start()
         self.sender.start()
+
+    def set_availability(self, value: str) -> None:
+        """starting | online | camera-lost | stopping; published retained when it changes."""
+        if value == self.availability:
+            return
+        self.availability = value
+        if self.connected.is_set():
+            self.client.publish(self.topics.status, value.encode(), qos=1, retain=True)
+
+    def stalled(self, limit_s: float) -> str | None:
+        """Why the link makes no progress (a dead thread, a sender stuck), or None."""
+        if not self.sender.is_alive():
+            return "MQTT sender thread ended"
+        if time.monotonic() - self.beat > limit_s:
+            return f"MQTT sender thread stalled for {time.monotonic() - self.beat:.0f} s"
+        network = getattr(self.client, "_thread", None)  # paho's loop_start thread
+        if network is not None and not network.is_alive():
+            return "MQTT network thread ended"
+        return None
 
     def notify(self) -> None:
         """New messages are in the outbox."""

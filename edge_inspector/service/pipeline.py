@@ -22,7 +22,7 @@ from edge_inspector.errors import ConfigError
 from edge_inspector.inspection.frame import inspect_frame
 from edge_inspector.inspection.postprocess import decide
 from edge_inspector.service.archive import Archive
-from edge_inspector.service.control import ServiceControl, load_model
+from edge_inspector.service.control import ServiceControl, cache_dir, load_model
 from edge_inspector.service.frame_queue import FrameQueue
 from edge_inspector.service.metrics import Metrics
 from edge_inspector.service.mqtt import MqttLink, Topics
@@ -33,6 +33,7 @@ from edge_inspector.service.verdict import encode, mask_png, verdict_message
 log = logging.getLogger(__name__)
 
 FLUSH_TIMEOUT_S = 10.0
+STALL_S = 20.0  # a loop without progress this long stops the watchdog pings (WatchdogSec=30)
 
 
 def state_dir(cfg) -> Path:
@@ -46,13 +47,18 @@ class LineService(ServiceControl):
     def __init__(self, cfg, echo=None, exit_when_done: bool = False):
         self.cfg, self.echo, self.exit_when_done = cfg, echo, exit_when_done
         self.stop_event = threading.Event()
-        self.reload_event = threading.Event()
+        self.reload_lock = threading.Lock()
+        self.reloader: threading.Thread | None = None
+        self.reloaded = None  # (model, backend) loaded beside the running one, swapped in between frames
+        self.beats = {"capture": time.monotonic(), "inference": time.monotonic()}  # last progress of each loop
+        self.stalled: str | None = None
         self.state: dict = {"state": "starting", "camera_connected": False, "camera_error": None,
                             "broker_connected": False, "broker_error": None,
                             "broker_refusals": 0, "refused_pending": 0, "last_refusal": None}
         self.metrics = Metrics()
         self.notifier = Notifier(cfg.service.watchdog)
         root = state_dir(cfg)
+        self.cache = cache_dir(cfg, root)
         self.outbox = Outbox(root / "outbox.sqlite3", int((cfg.mqtt.outbox_max_mb if cfg.mqtt else 1) * 2**20))
         self.archive = Archive(root / "archive", cfg.service.archive_max_items)
         self.queue = FrameQueue(cfg.service.queue_size)
@@ -66,6 +72,7 @@ class LineService(ServiceControl):
     # --- threads ---
     def _capture(self) -> None:
         while not self.stop_event.is_set():
+            self.beats["capture"] = time.monotonic()
             frame = self.camera.grab(0.2)
             if frame is None:
                 if self.camera.exhausted and self.exit_when_done and len(self.queue) == 0:
@@ -149,22 +156,20 @@ class LineService(ServiceControl):
             self.metrics.serve(self.cfg.service.metrics_host, self.cfg.service.metrics_port)
         if self.link is not None:
             self.link.start()
-        self.model, self.backend = load_model(self.cfg)
+        self.model, self.backend = load_model(self.cfg, self.cache)
         log.info("model %s on %s warm (threshold %.4f); verdict sequence continues after %d",
                  self.model.path, self.backend.name, self.threshold, self.outbox.last_seq())
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         capture.start()
-        ready = False
+        # ready once the model is warm: a camera that is missing keeps the service up and says so
+        # (status "camera-lost") instead of never reporting READY and being restarted in a loop
+        self.set_state(state="running")
+        self.notifier.ready(self.summary())
         while True:
-            if not ready and (self.state["camera_connected"] or self.stop_event.is_set()):
-                self.state["state"] = "running"
-                self.notifier.ready(self.summary())
-                ready = True
-            if self.reload_event.is_set():
-                self.reload_event.clear()
-                self._reload()
+            self.swap_reloaded()
             item = self.queue.get(0.2)
-            self.notifier.progress()
+            self.beats["inference"] = time.monotonic()
+            self.feed_watchdog(capture)
             if item is not None:
                 self.process(*item)
                 self.metrics.queue_depth.set(len(self.queue))
@@ -173,6 +178,25 @@ class LineService(ServiceControl):
             if self.stop_event.is_set() and capture.is_alive():
                 capture.join(timeout=0.05)  # stops after its current grab; the queue drains after it
         return self.shutdown()
+
+    def feed_watchdog(self, capture: threading.Thread) -> None:
+        """WATCHDOG=1 only while capture, inference and the MQTT link all make progress: a thread
+        that died or hangs stops the pings, and systemd restarts the service."""
+        now = time.monotonic()
+        stalled = None
+        if not capture.is_alive() and not self.stop_event.is_set():
+            stalled = "capture thread ended"
+        elif now - self.beats["capture"] > STALL_S:
+            stalled = f"capture thread stalled for {now - self.beats['capture']:.0f} s"
+        elif self.link is not None and (why := self.link.stalled(STALL_S)):
+            stalled = why
+        if stalled != self.stalled:
+            if stalled:
+                log.error("watchdog withheld: %s", stalled)
+            self.stalled = stalled
+            self.set_state(stalled=stalled)
+        if stalled is None:
+            self.notifier.progress()
 
     def shutdown(self) -> int:
         self.notifier.stopping()
