@@ -206,6 +206,7 @@ class ServiceConfig(Strict):
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus metrics on this port; absent: off.")
     metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint listens on.")
     archive_max_items: int = Field(1000, ge=0, description="NG images (with masks) kept for review; 0: no archive.")
+    archive_max_mb: float = Field(2048, gt=0, description="Disk the NG archive may take; the oldest go first.")
     watchdog: bool = Field(True, description="Send WATCHDOG=1 from inference progress when systemd asks for it.")
 
 

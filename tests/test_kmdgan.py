@@ -107,25 +107,45 @@ def test_corrupt_artefacts_are_refused_with_one_line(trained, tmp_path):
         load_artefact(tmp_path / "absent.safetensors")
 
 
-def test_artefact_with_mismatched_architecture_is_refused(trained, tmp_path):
+def rewritten(model, tmp_path, name, edit, reseal=True):
+    """The trained artefact with its metadata edited; resealed: its checksum recomputed."""
     import json
 
     from safetensors import safe_open
     from safetensors.torch import save_file
 
-    from edge_inspector.model.kmdgan.artefact import _digest
+    from edge_inspector.model.kmdgan.artefact import checksum
 
-    _, model = trained
     with safe_open(str(model.path), framework="pt") as fh:
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         header = fh.metadata()
     meta = json.loads(header["metadata"])
-    meta["architecture"]["edge_context"] = False  # claims a shape the weights do not have
-    meta["sha256"] = _digest(tensors)
-    path = tmp_path / "mismatch.safetensors"
+    edit(meta)
+    if reseal:
+        meta["sha256"] = checksum(tensors, meta)
+    path = tmp_path / f"{name}.safetensors"
     save_file(tensors, str(path), metadata={"format": header["format"], "metadata": json.dumps(meta)})
+    return path
+
+
+def test_artefact_with_mismatched_architecture_is_refused(trained, tmp_path):
+    _, model = trained
+    path = rewritten(model, tmp_path, "mismatch", lambda m: m["architecture"].update(edge_context=False))
     with pytest.raises(UserError, match="do not fit the architecture"):
         load_artefact(path)
+
+
+def test_edited_artefact_metadata_is_refused_in_one_line(trained, tmp_path):
+    _, model = trained
+    # an edited field under the old checksum: the checksum covers the metadata too
+    path = rewritten(model, tmp_path, "edited", lambda m: m.update(threshold=-1e9), reseal=False)
+    with pytest.raises(UserError, match="does not match its checksum"):
+        load_artefact(path)
+    # resealed, but outside what a station file allows: the same rules as the config refuse it
+    path = rewritten(model, tmp_path, "tiny-input", lambda m: m.update(input_size=1))
+    with pytest.raises(UserError, match=r"metadata incomplete or invalid \(input_size: ") as info:
+        load_artefact(path)
+    assert "\n" not in str(info.value)
 
 
 def test_training_is_deterministic_and_resumable(product_set, tmp_path, monkeypatch):

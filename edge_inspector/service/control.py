@@ -92,6 +92,7 @@ class ServiceControl:
                 "queue_depth": len(self.queue), "outbox_depth": self.outbox.depth(),
                 "last_seq": self.outbox.last_seq(), "dropped_frames": self.queue.dropped, "verdicts": dict(self.counts),
                 "outbox_dropped": dict(self.outbox.dropped), "command_errors": self.command_errors,
+                "epoch": self.outbox.epoch, "archive_write_failures": self.archive.failures,
                 "model": None if model is None else self.model_info(), "time": time.time()}
 
     def model_info(self) -> dict:

@@ -3,6 +3,11 @@ when the broker acknowledges it (PUBACK), so no verdict is lost while the broker
 a restart of the service. The verdict sequence counter lives in the same database and is advanced
 in the same transaction that stores the verdict, so a sequence number is never skipped.
 
+Identity: a random epoch id is stored beside the counter when the database is created;
+`station` + `epoch` + `seq` is a verdict's unique key. A database that cannot be opened or fails
+SQLite's quick check is moved aside (one log line) and a new one begins with a new epoch, so
+numbering restarting at 1 never collides with what subscribers already hold.
+
 Bound (max_bytes of payload): when a new message would pass it, mask images are dropped first,
 oldest first; verdicts are dropped (oldest first, counted and logged) only when nothing but
 verdicts is left. Masks can be recomputed from the archive; a verdict cannot.
@@ -11,11 +16,15 @@ verdicts is left. Masks can be recomputed from the archive; a verdict cannot.
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from edge_inspector.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +35,7 @@ CREATE TABLE IF NOT EXISTS messages (
     kind TEXT NOT NULL, seq INTEGER
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -43,16 +53,50 @@ class Message:
 class Outbox:
     def __init__(self, path: Path, max_bytes: int = 256 << 20):
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent.exists() and not path.parent.is_dir():
+            raise UserError(f"service.state_dir {path.parent}: is a file, expected a folder")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"service.state_dir {path.parent}: cannot create it ({exc.strerror})") from None
         self.path, self.max_bytes = path, max_bytes
-        # one connection shared by the pipeline and the MQTT threads, serialised by a lock
-        self.db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")  # a verdict on disk survives a power cut
-        self.db.executescript(SCHEMA)
+        try:
+            self.db = self._open()
+        except sqlite3.DatabaseError as exc:
+            aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+            log.error("outbox %s unreadable (%s): moved aside to %s; a new epoch begins", path, exc, aside.name)
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(path) + suffix)
+                if src.exists():
+                    src.replace(Path(str(aside) + suffix))
+            self.db = self._open()
+        self.epoch = self._epoch()
         self.lock = threading.Lock()
         self.dropped = {"verdict": 0, "mask": 0}
         self._bytes = self.db.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM messages").fetchone()[0]
+
+    def _open(self) -> sqlite3.Connection:
+        # one connection shared by the pipeline and the MQTT threads, serialised by a lock
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # a verdict on disk survives a power cut
+            db.executescript(SCHEMA)
+            check = db.execute("PRAGMA quick_check").fetchone()[0]
+            if check != "ok":
+                raise sqlite3.DatabaseError(f"quick check: {check}")
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
+
+    def _epoch(self) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'epoch'").fetchone()
+        if row:
+            return row[0]
+        epoch = secrets.token_hex(4)
+        self.db.execute("INSERT INTO meta VALUES ('epoch', ?)", (epoch,))
+        return epoch
 
     def last_seq(self) -> int:
         row = self.db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()

@@ -12,13 +12,14 @@ import numpy as np
 SCHEMA = "edge-inspector.verdict/1"
 
 
-def verdict_message(seq: int, station: str, frame, decision, score: float | None, threshold: float,
+def verdict_message(epoch: str, seq: int, station: str, frame, decision, score: float | None, threshold: float,
                     latency_ms: dict[str, float], model: dict, inspection: str, error: str | None = None,
                     mask_topic: str | None = None) -> dict:
     h, w = frame.image.shape[:2] if frame.image is not None else (None, None)
     return {
         "schema": SCHEMA,
         "seq": seq,
+        "epoch": epoch,
         "station": station,
         "camera": frame.camera,
         "part_id": frame.part_id,

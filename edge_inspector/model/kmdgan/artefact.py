@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from edge_inspector import __version__
+from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.errors import UserError
 from edge_inspector.model.backbone import MEAN, STD, EfficientNetLite0Features
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
 
-FORMAT = "edge-inspector.kmdgan/1"
+FORMAT = "edge-inspector.kmdgan/2"  # /2: the checksum covers the metadata as well as the tensors
+FORMAT_TENSORS_ONLY = "edge-inspector.kmdgan/1"  # still read; its metadata is validated, not checksummed
 
 
 def _digest(tensors: dict[str, torch.Tensor]) -> str:
@@ -33,6 +37,27 @@ def _digest(tensors: dict[str, torch.Tensor]) -> str:
         h.update(str(tuple(t.shape)).encode() + str(t.dtype).encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
+
+
+def checksum(tensors: dict[str, torch.Tensor], meta: dict) -> str:
+    """Tensors and metadata (all of it but the checksum itself), canonical JSON."""
+    body = json.dumps({k: v for k, v in meta.items() if k != "sha256"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256((_digest(tensors) + body).encode()).hexdigest()
+
+
+def _validate(meta: dict) -> KMDGANArchitecture:
+    """The metadata checked with the config's own rules: an edited or foreign file is refused."""
+    arch = KMDGANArchitecture(**meta["architecture"])
+    KMDGANModelConfig(kind="kmdgan", input_size=meta["input_size"])  # same bounds as a station file
+    threshold = float(meta["threshold"])
+    if not math.isfinite(threshold):
+        raise ValueError(f"threshold {threshold} is not finite")
+    if not set(arch.match_strides) <= set(STRIDES):
+        raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
+    sides = [int(meta["input_size"]) // s for s in arch.match_strides]
+    if arch.position_sides and arch.position_sides != sides:
+        raise ValueError(f"position_sides {arch.position_sides} do not fit input_size {meta['input_size']}")
+    return arch
 
 
 def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor], threshold: float,
@@ -47,8 +72,8 @@ def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor],
         "architecture": model.arch.as_dict(),
         "threshold": threshold,
         "training": training,
-        "sha256": _digest(tensors),
     }
+    meta["sha256"] = checksum(tensors, meta)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -86,15 +111,18 @@ def load_artefact(path: Path) -> LoadedModel:
             tensors = {k: fh.get_tensor(k) for k in fh.keys()}
     except Exception as exc:  # truncated, not safetensors, bad header
         raise UserError(f"model artefact corrupt: {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    if header.get("format") != FORMAT:
-        raise UserError(f"model artefact {path}: format {header.get('format')!r}, expected {FORMAT!r}")
+    fmt = header.get("format")
+    if fmt not in (FORMAT, FORMAT_TENSORS_ONLY):
+        raise UserError(f"model artefact {path}: format {fmt!r}, expected {FORMAT!r}")
     try:
         meta = json.loads(header["metadata"])
-        arch = KMDGANArchitecture(**meta["architecture"])
-        float(meta["threshold"]), int(meta["input_size"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise UserError(f"model artefact {path}: metadata incomplete or invalid ({exc})") from None
-    if _digest(tensors) != meta.get("sha256"):
+        arch = _validate(meta)
+    except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        why = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else \
+            "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise UserError(f"model artefact {path}: metadata incomplete or invalid ({why})") from None
+    expected = checksum(tensors, meta) if fmt == FORMAT else _digest(tensors)
+    if expected != meta.get("sha256"):
         raise UserError(f"model artefact {path}: content does not match its checksum (corrupt or altered)")
     # the backbone's weights are in the file: build it empty-handed, then load them with the rest
     model = KMDGANGenerator(arch, _empty_backbone())
