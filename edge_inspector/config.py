@@ -185,7 +185,7 @@ class MqttConfig(Strict):
 
 class RuntimeConfig(Strict):
     backend: Literal["torch", "onnxruntime", "tensorrt"] = Field("torch", description="Inference backend.")
-    device: str = Field("cpu", description="torch device, e.g. cpu or cuda:0.")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="torch device: cpu, cuda or cuda:N.")
 
 
 class InspectionConfig(Strict):

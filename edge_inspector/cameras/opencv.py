@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import cv2
 
 from edge_inspector.cameras.base import Camera, CameraLost, Frame
 
 
+def redact(source: object) -> str:
+    """A source as it may be shown (names, verdicts, status, logs): no user:password@ in URLs."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", str(source))
+
+
 class OpenCVCamera(Camera):
     def __init__(self, cfg):
         self.cfg = cfg
-        self.name = cfg.name or f"opencv:{cfg.source}"
+        self.name = cfg.name or f"opencv:{redact(cfg.source)}"
         self.cap: cv2.VideoCapture | None = None
         self.ended = False
 
@@ -22,7 +29,7 @@ class OpenCVCamera(Camera):
         cap = cv2.VideoCapture(source, api)
         if not cap.isOpened():
             cap.release()
-            raise CameraLost(f"cannot open video source {self.cfg.source!r}")
+            raise CameraLost(f"cannot open video source {redact(self.cfg.source)!r}")
         self.cap, self.ended = cap, False
 
     @property
@@ -37,7 +44,7 @@ class OpenCVCamera(Camera):
             if self.cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0:  # a file that has ended, not a lost stream
                 self.ended = True
                 return None
-            raise CameraLost(f"video source {self.cfg.source!r} stopped delivering frames")
+            raise CameraLost(f"video source {redact(self.cfg.source)!r} stopped delivering frames")
         return Frame(image, self.name)
 
     def close(self) -> None:

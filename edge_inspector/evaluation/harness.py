@@ -35,7 +35,7 @@ METRIC_NAMES = {
 def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_size: int = 1,
              progress: bool = True) -> dict:
     """Metrics over split.test; time per image is the model call only (reading excluded)."""
-    maps, scores, masks, labels = [], [], [], []
+    maps, scores, masks, labels, with_mask = [], [], [], [], []
     seconds = 0.0
     test = split.test
     for batch in tqdm(iter_batches(test, size, batch_size), total=-(-len(test) // batch_size),
@@ -47,8 +47,9 @@ def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_
         scores.append(np.asarray(s, dtype=np.float64))
         masks.append(batch.masks)
         labels += [s.label for s in batch.samples]
+        with_mask += [s.label == 0 or s.mask is not None for s in batch.samples]
     result = _result(labels, np.concatenate(scores), np.concatenate(masks), np.concatenate(maps), threshold,
-                     seconds, len(test), size)
+                     seconds, len(test), size, np.array(with_mask))
     result.update(split=split.sizes(), batch_size=batch_size)
     return result
 
@@ -87,9 +88,9 @@ def evaluate_frames(frames: Iterable[tuple[np.ndarray, np.ndarray, int]], predic
     return result
 
 
-def _result(labels, scores, masks, maps, threshold, seconds, offered, size) -> dict:
+def _result(labels, scores, masks, maps, threshold, seconds, offered, size, with_mask=None) -> dict:
     return {
-        "metrics": protocol_metrics(np.array(labels), scores, masks, maps, threshold),
+        "metrics": protocol_metrics(np.array(labels), scores, masks, maps, threshold, with_mask),
         "threshold": threshold,
         "test_images_evaluated": len(labels),
         "test_images_skipped": offered - len(labels),
@@ -107,7 +108,8 @@ def _cpu_count() -> int:
 
 
 def format_table(result: dict) -> str:
-    rows = [(METRIC_NAMES[k], f"{v:.4f}") for k, v in result["metrics"].items() if k in METRIC_NAMES]
+    rows = [(METRIC_NAMES[k], f"{v:.4f}" if v is not None else f"n/a: {result['metrics']['pixel_metrics']}")
+            for k, v in result["metrics"].items() if k in METRIC_NAMES]
     sizes = result["split"]
     rows += [
         ("operating threshold", f"{result['threshold']:.4f}"),

@@ -69,20 +69,26 @@ def rates_at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float)
     return false_rejects, escapes
 
 
-def protocol_metrics(labels, scores, masks, maps, threshold: float) -> dict[str, float]:
-    """Every metric of the protocol, each rounded to 4 decimals."""
+def protocol_metrics(labels, scores, masks, maps, threshold: float, with_mask=None) -> dict:
+    """Every metric of the protocol, each rounded to 4 decimals. with_mask: per image, whether its
+    mask is known (normals always are); pixel metrics use those images only, and are None with
+    the reason in "pixel_metrics" where no anomalous image has a mask."""
     labels = np.asarray(labels)
     f1, f1_threshold = f1_max(labels, scores)
     false_rejects, escapes = rates_at_threshold(labels, scores, threshold)
-    out = {
-        "image_auroc": roc_auc(labels, scores),
-        "pixel_auroc": roc_auc(masks, maps),
-        "pixel_ap": average_precision(masks, maps),
-        "aupro": aupro(masks, maps),
-        "image_f1_max": f1,
-        "false_reject_rate": false_rejects,
-        "escape_rate": escapes,
-    }
-    out = {k: round(v, 4) for k, v in out.items()}
+    out = {"image_auroc": roc_auc(labels, scores), "image_f1_max": f1, "false_reject_rate": false_rejects,
+           "escape_rate": escapes}
+    known = np.ones(len(labels), bool) if with_mask is None else np.asarray(with_mask, bool)
+    masks, maps = np.asarray(masks)[known], np.asarray(maps)[known]
+    missing = int((~known).sum())
+    if masks.any() and not masks.all():
+        out.update(pixel_auroc=roc_auc(masks, maps), pixel_ap=average_precision(masks, maps), aupro=aupro(masks, maps))
+        note = "all test images" if not missing else f"{missing} anomalous test image(s) without a mask left out"
+    else:
+        out.update(pixel_auroc=None, pixel_ap=None, aupro=None)
+        note = "pixel metrics need masks of the anomalous test images; none has one"
+    order = ("image_auroc", "pixel_auroc", "pixel_ap", "aupro", "image_f1_max", "false_reject_rate", "escape_rate")
+    out = {k: None if out[k] is None else round(out[k], 4) for k in order}
     out["f1_max_threshold"] = f1_threshold
+    out["pixel_metrics"] = note
     return out

@@ -39,12 +39,27 @@ def require(name: str) -> None:
         raise UserError(f"backend {name} unavailable: {reason}")
 
 
+def check_device(device: str) -> None:
+    """One line for a device this machine does not have (runtime.device)."""
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise UserError(f"runtime.device {device!r}: not a device; expected cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"runtime.device {device}: no CUDA device here (this machine or its torch build has none)")
+
+
 def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None = None, **engine_options):
     """A ready backend for a loaded model artefact. ONNX Runtime and TensorRT use the exported graph
-    beside the artefact, exported (with its parity check) when it is missing or stale."""
+    (onnx_path, default beside the artefact), exported with its parity check when missing or stale."""
     from edge_inspector.model.memory_bank.search import pad_bank
 
     require(name)
+    check_device(device)
     banks = [pad_bank(b.numpy()) for b in model.banks]  # for the exported graph's block search
     if name == "torch":
         from edge_inspector.runtime.torch_backend import TorchBackend

@@ -55,9 +55,12 @@ def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
         except ValueError:
             pass  # an unreadable sidecar: export again
     log.info("exporting %s to ONNX (parity is checked first)", onnx_path)
-    figures = export_checked(model, onnx_path, parity_images(model.input_size))
-    sidecar.write_text(json.dumps({"artefact_sha256": digest, "graph_revision": GRAPH_REVISION, "parity": figures},
-                                  indent=2) + "\n")
+    try:
+        figures = export_checked(model, onnx_path, parity_images(model.input_size))
+        sidecar.write_text(json.dumps({"artefact_sha256": digest, "graph_revision": GRAPH_REVISION, "parity": figures},
+                                      indent=2) + "\n")
+    except OSError as exc:  # a read-only or full location: one line that names it
+        raise UserError(f"cannot write the exported graph {onnx_path}: {exc.strerror or exc}") from None
     return onnx_path
 
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge_inspector.errors import UserError
 from edge_inspector.service.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -69,14 +70,23 @@ class MqttLink:
         if cfg.username:
             self.client.username_pw_set(cfg.username, cfg.password())
         if cfg.tls:
-            self.client.tls_set(ca_certs=cfg.tls.ca_file and str(cfg.tls.ca_file),
-                                certfile=cfg.tls.cert_file and str(cfg.tls.cert_file),
-                                keyfile=cfg.tls.key_file and str(cfg.tls.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+            for key in ("ca_file", "cert_file", "key_file"):
+                path = getattr(cfg.tls, key)
+                if path is not None and not path.is_file():
+                    raise UserError(f"mqtt.tls.{key} {path}: not found")
+            try:
+                self._tls(cfg.tls)
+            except (ssl.SSLError, OSError, ValueError) as exc:
+                raise UserError(f"mqtt.tls: cannot use the certificate files: {exc}") from None
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
         self.sender = threading.Thread(target=self._send_loop, name="mqtt-outbox", daemon=True)
+
+    def _tls(self, tls) -> None:
+        self.client.tls_set(ca_certs=tls.ca_file and str(tls.ca_file), certfile=tls.cert_file and str(tls.cert_file),
+                            keyfile=tls.key_file and str(tls.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
 
     # --- callbacks (paho's network thread) ---
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -60,7 +60,8 @@ class LineService(ServiceControl):
         root = state_dir(cfg)
         self.cache = cache_dir(cfg, root)
         self.outbox = Outbox(root / "outbox.sqlite3", int((cfg.mqtt.outbox_max_mb if cfg.mqtt else 1) * 2**20))
-        self.archive = Archive(root / "archive", cfg.service.archive_max_items, int(cfg.service.archive_max_mb * 2**20))
+        self.archive = Archive(root / "archive", cfg.service.archive_max_items,
+                               int(cfg.service.archive_max_mb * 2**20))
         self.queue = FrameQueue(cfg.service.queue_size)
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.station) if cfg.mqtt else None
         self.link = MqttLink(cfg.mqtt, cfg.station, self.outbox, self.on_command, self.set_state) if cfg.mqtt else None
@@ -114,8 +115,9 @@ class LineService(ServiceControl):
 
         def make(seq: int):
             latency["total"] = (time.monotonic() - queued_at) * 1000
-            message.update(verdict_message(self.outbox.epoch, seq, self.cfg.station, frame, decision, score, self.threshold, latency,
-                                           model, insp.mode, error, self.topics.mask(seq) if send_mask else None))
+            message.update(verdict_message(self.outbox.epoch, seq, self.cfg.station, frame, decision, score,
+                                           self.threshold, latency, model, insp.mode, error,
+                                           self.topics.mask(seq) if send_mask else None))
             if self.topics is None:
                 return []
             out = [(self.topics.verdict, encode(message), 1, False, "verdict")]

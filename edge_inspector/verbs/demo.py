@@ -1,4 +1,5 @@
-"""`edge-inspector demo`, the embedded default main job (no camera, dataset or broker needed): from nothing to a calibrated inspector and a line run, in a few minutes.
+"""`edge-inspector demo`, the embedded default main job (no camera, dataset or broker needed):
+from nothing to a calibrated inspector and a line run, in a few minutes.
 
 1. make a product image set (a brushed part with a bore; scratches, pits and cracks with masks);
 2. calibrate: grab normal parts from a replay camera (a few blurred and over-exposed frames among
