@@ -36,3 +36,18 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
     unit.write_text(UNIT.read_text().replace("/opt/edge-inspector/.venv/bin/edge-inspector", str(exe)))
     result = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not available here")
+def test_unit_exposure_is_at_most_two(tmp_path):
+    import re
+
+    unit = tmp_path / "edge-inspector@line1.service"
+    unit.write_text(UNIT.read_text())
+    result = subprocess.run(["systemd-analyze", "security", "--offline=yes", "--no-pager", str(unit)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout[-500:] + result.stderr
+    assert float(found.group(1)) <= 2.0, result.stdout
+    service = _unit()["Service"]
+    assert service["CacheDirectory"].startswith("edge-inspector/%i") and service["UMask"] == "0077"
