@@ -199,10 +199,11 @@ class InspectionConfig(Strict):
 
 class ServiceConfig(Strict):
     state_dir: Path | None = Field(None, description="Outbox and archive; default: $STATE_DIRECTORY (systemd) or ./state.")
-    cache_dir: Path | None = Field(None, description="Exported ONNX graphs and TensorRT engines; default: "
-                                   "$CACHE_DIRECTORY (systemd) or <state_dir>/cache. Never beside the artefact, "
-                                   "which may be read-only.")
+    cache_dir: Path | None = Field(None, description="Exported graphs and engines (never beside the artefact); "
+                                   "default: $CACHE_DIRECTORY (systemd) or <state_dir>/cache.")
     queue_size: int = Field(4, ge=1, description="Frames waiting for inference; free-run drops the oldest beyond it.")
+    max_pending_triggers: int = Field(256, ge=1, description="Accepted software triggers not yet answered by a "
+                                      "verdict; a trigger beyond it is refused with an error reply.")
     metrics_port: int | None = Field(None, ge=1, le=65535, description="Prometheus metrics on this port; absent: off.")
     metrics_host: str = Field("127.0.0.1", description="Address the metrics endpoint listens on.")
     archive_max_items: int = Field(1000, ge=0, description="NG images (with masks) kept for review; 0: no archive.")
@@ -257,7 +258,6 @@ def _locate(node: yaml.Node | None, loc: tuple) -> tuple[str, int | None]:
 
 def _relative_to(base: Path, config: StationConfig) -> StationConfig:
     """Resolve relative paths in the config against the config file's folder."""
-
     def fix(model: BaseModel) -> None:
         for name in type(model).model_fields:
             value = getattr(model, name)

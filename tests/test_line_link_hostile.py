@@ -124,3 +124,59 @@ def test_verdicts_refused_by_the_broker_stay_in_the_outbox_until_it_takes_them(t
     refusals = [r.getMessage() for r in caplog.records if "broker refused" in r.getMessage()]
     assert len(refusals) == 1 and "Not authorized" in refusals[0]  # said once, not per message and retry
     assert any("refusal alarm cleared" in r.getMessage() for r in caplog.records)
+
+
+def test_every_accepted_trigger_gets_exactly_one_verdict_across_a_sigkill(tiny_kmdgan, replay_200, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _, model = tiny_kmdgan
+    with Broker(tmp_path / "broker") as broker:
+        collector = Collector(broker.port, "edge-inspector/st1/#")
+        config = station(tmp_path, model, {"type": "folder", "path": str(replay_200), "trigger": "software"},
+                         broker.port, service={"state_dir": str(tmp_path / "state"), "queue_size": 500,
+                                               "max_pending_triggers": 60})
+        cmd = [sys.executable, "-m", "edge_inspector", "run", "--config", str(config)]
+        first = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+        second = None
+        try:
+            assert collector.wait(lambda c: c.on("/status")[-1:] == [b"online"], 120)
+            parts = [f"P{i:03d}" for i in range(150)]
+            for i, part in enumerate(parts):
+                collector.client.publish("edge-inspector/st1/command", json.dumps(
+                    {"command": "trigger", "part_id": part, "request_id": part}), qos=1)
+            assert collector.wait(lambda c: len(c.verdicts()) >= 5, 60)
+            first.send_signal(signal.SIGKILL)  # with accepted triggers outstanding
+            first.wait(30)
+            replies = {r["request_id"]: r for r in map(json.loads, collector.on("/reply"))}
+            accepted = sorted(p for p, r in replies.items() if r["ok"])
+            refused = [r for r in replies.values() if not r["ok"]]
+            answered_before = {v["part_id"] for v in collector.verdicts()}
+            assert refused and all("backlog full" in r["error"] for r in refused)  # the bound held
+            assert set(accepted) - answered_before, "the kill came after every verdict: nothing was outstanding"
+            second = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
+
+            def all_answered(c):
+                return {v["part_id"] for v in c.verdicts()} >= set(accepted)
+
+            assert collector.wait(all_answered, 120)
+            time.sleep(1.0)  # anything extra would arrive now
+            second.send_signal(signal.SIGTERM)
+            assert second.wait(60) == 0
+        finally:
+            for proc in (first, second):
+                if proc is not None and proc.poll() is None:
+                    proc.kill()
+            collector.close()
+    verdicts = {(v["epoch"], v["seq"]): v for v in collector.verdicts()}  # de-duplicated redeliveries
+    per_part: dict = {}
+    for v in verdicts.values():
+        per_part.setdefault(v["part_id"], []).append(v)
+    assert {p: len(vs) for p, vs in per_part.items() if len(vs) != 1} == {}  # exactly one verdict per part
+    assert set(accepted) <= set(per_part)
+    orphans = [v for v in verdicts.values() if v["verdict"] == "ERROR"]
+    assert orphans and all("never inspected" in v["error"] for v in orphans)
+    assert len({v["epoch"] for v in verdicts.values()}) == 1  # one state database, one numbering
+    assert os.path.exists(tmp_path / "state" / "outbox.sqlite3")

@@ -33,6 +33,7 @@ class Frame:
     triggered: bool = False  # a triggered part must get a verdict, so it is never dropped
     error: str | None = None
     source: str | None = None  # file name, for replays
+    orphaned: bool = False  # no image will ever come: its trigger was accepted, then lost (error says how)
 
 
 class Camera(ABC):

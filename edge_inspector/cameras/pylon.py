@@ -124,7 +124,7 @@ class PylonCamera(Camera):
             if not self.orphans:
                 return None
             part_id, why = self.orphans.pop(0)
-        return Frame(None, self.name, part_id=part_id, triggered=True, error=why)
+        return Frame(None, self.name, part_id=part_id, triggered=True, error=why, orphaned=True)
 
     def grab(self, timeout: float) -> Frame | None:
         if self.cam is None:

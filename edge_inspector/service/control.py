@@ -121,8 +121,7 @@ class ServiceControl:
             return
         try:
             if cmd.name == "trigger":
-                self.camera.trigger(cmd.part_id)
-                self.reply(cmd.request_id, cmd.name, result={"part_id": cmd.part_id})
+                self.reply(cmd.request_id, cmd.name, **self.trigger(cmd.part_id))
             elif cmd.name == "reload":
                 self.reply(cmd.request_id, cmd.name, result={"reload": self.request_reload()})
             else:
@@ -130,6 +129,23 @@ class ServiceControl:
         except Exception as exc:  # a camera that refuses a trigger, for one
             log.warning("command %s failed: %s", cmd.name, printable(exc))
             self.reply(cmd.request_id, cmd.name, error=str(exc))
+
+    def trigger(self, part_id: str | None) -> dict:
+        """Accept a software trigger: durable before it is acknowledged, refused past the backlog."""
+        if self.state["state"] != "running":
+            return {"error": f"not ready to inspect: the service is {self.state['state']}"}
+        limit = self.cfg.service.max_pending_triggers
+        trigger_id = self.outbox.accept_trigger(part_id, limit)
+        if trigger_id is None:
+            self.metrics.refused_triggers.inc()
+            return {"error": f"trigger backlog full: {limit} accepted triggers wait for their verdicts "
+                             "(service.max_pending_triggers)"}
+        try:
+            self.camera.trigger(part_id)
+        except Exception:
+            self.outbox.withdraw_trigger(trigger_id)
+            raise
+        return {"result": {"part_id": part_id}}
 
     def reply(self, request_id, command, result=None, error=None) -> None:
         if self.link is not None:

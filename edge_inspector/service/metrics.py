@@ -30,6 +30,10 @@ class Metrics:
         self.refused_pending = Gauge("edge_inspector_refused_pending", "Refused messages kept for a retry", registry=r)
         self.outbox_dropped = Gauge("edge_inspector_outbox_dropped", "Messages dropped by the outbox bound",
                                     ["kind"], registry=r)
+        self.refused_triggers = Counter("edge_inspector_refused_triggers", "Software triggers refused (backlog "
+                                        "full, not ready)", registry=r)
+        self.orphaned_triggers = Counter("edge_inspector_orphaned_triggers", "Accepted triggers answered with an "
+                                         "ERROR verdict because their frame was never inspected", registry=r)
         self.server = None
 
     def serve(self, host: str, port: int) -> None:

@@ -8,6 +8,12 @@ Identity: a random epoch id is stored beside the counter when the database is cr
 SQLite's quick check is moved aside (one log line) and a new one begins with a new epoch, so
 numbering restarting at 1 never collides with what subscribers already hold.
 
+Triggers: an accepted software trigger is a row here, written before the reply says ok, and
+deleted in the same transaction as the verdict that answers it (the oldest open trigger with
+that part id: cameras deliver triggered images in trigger order). Rows left after a crash, a
+SIGTERM or a lost camera are answered with ERROR verdicts, so each accepted trigger ends in exactly
+one verdict.
+
 Bound (max_bytes of payload): when a new message would pass it, mask images are dropped first,
 oldest first; verdicts are dropped (oldest first, counted and logged) only when nothing but
 verdicts is left. Masks can be recomputed from the archive; a verdict cannot.
@@ -36,6 +42,7 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS triggers (id INTEGER PRIMARY KEY AUTOINCREMENT, part_id TEXT, accepted_at REAL NOT NULL);
 """
 
 
@@ -102,8 +109,27 @@ class Outbox:
         row = self.db.execute("SELECT value FROM counters WHERE name = 'seq'").fetchone()
         return row[0] if row else 0
 
-    def add_verdict(self, make: Callable[[int], list[tuple[str, bytes, int, bool, str]]]) -> int:
-        """Allocate the next sequence number and store the messages make(seq) returns, atomically.
+    def accept_trigger(self, part_id: str | None, limit: int) -> int | None:
+        """Record an accepted trigger (durably) and return its id; None when limit are open."""
+        with self.lock:
+            if self.db.execute("SELECT COUNT(*) FROM triggers").fetchone()[0] >= limit:
+                return None
+            return self.db.execute("INSERT INTO triggers (part_id, accepted_at) VALUES (?, ?)",
+                                   (part_id, time.time())).lastrowid
+
+    def withdraw_trigger(self, trigger_id: int) -> None:
+        """A trigger the camera refused: it was never accepted, no verdict will answer it."""
+        with self.lock:
+            self.db.execute("DELETE FROM triggers WHERE id = ?", (trigger_id,))
+
+    def open_triggers(self) -> list[tuple[int, str | None, float]]:
+        with self.lock:
+            return self.db.execute("SELECT id, part_id, accepted_at FROM triggers ORDER BY id").fetchall()
+
+    def add_verdict(self, make: Callable[[int], list[tuple[str, bytes, int, bool, str]]],
+                    answers_trigger: bool = False, part_id: str | None = None) -> int:
+        """Allocate the next sequence number and store the messages make(seq) returns, atomically;
+        answers_trigger: the same transaction closes the oldest open trigger of part_id.
 
         make(seq) -> [(topic, payload, qos, retain, kind)]. Returns seq.
         """
@@ -118,6 +144,9 @@ class Outbox:
                                 (seq, seq))
                 self.db.executemany("INSERT INTO messages (topic, payload, qos, retain, kind, seq) VALUES (?,?,?,?,?,?)",
                                     [(t, p, q, int(r), k, seq) for t, p, q, r, k in messages])
+                if answers_trigger:
+                    self.db.execute("DELETE FROM triggers WHERE id = (SELECT id FROM triggers WHERE part_id IS ? "
+                                    "ORDER BY id LIMIT 1)", (part_id,))
                 self.db.execute("COMMIT")
             except BaseException:
                 self.db.execute("ROLLBACK")

@@ -18,10 +18,12 @@ import time
 from pathlib import Path
 
 from edge_inspector.cameras import open_camera
+from edge_inspector.cameras.base import Frame
 from edge_inspector.errors import ConfigError
 from edge_inspector.inspection.frame import inspect_frame
 from edge_inspector.inspection.postprocess import decide
 from edge_inspector.service.archive import Archive
+from edge_inspector.service.commands import printable
 from edge_inspector.service.control import ServiceControl, cache_dir, load_model
 from edge_inspector.service.frame_queue import FrameQueue
 from edge_inspector.service.metrics import Metrics
@@ -87,7 +89,10 @@ class LineService(ServiceControl):
     def process(self, queued_at: float, frame) -> dict:
         t0 = time.monotonic()
         decision, score, error, insp = None, None, frame.error, self.cfg.inspection
-        if frame.image is None:
+        if frame.orphaned:
+            self.metrics.orphaned_triggers.inc()
+            log.warning("part %s gets an ERROR verdict: %s", printable(frame.part_id), frame.error)
+        elif frame.image is None:
             self.metrics.unreadable.inc()
             log.warning("unreadable frame from %s: %s", frame.camera, frame.error)
         else:
@@ -125,7 +130,7 @@ class LineService(ServiceControl):
                 out.append((self.topics.mask(seq), mask_png(mask), 1, False, "mask"))
             return out
 
-        seq = self.outbox.add_verdict(make)
+        seq = self.outbox.add_verdict(make, answers_trigger=frame.triggered, part_id=frame.part_id)
         if self.link is not None:
             self.link.notify()
         t3 = time.monotonic()
@@ -161,6 +166,8 @@ class LineService(ServiceControl):
         self.model, self.backend = load_model(self.cfg, self.cache)
         log.info("model %s on %s warm (threshold %.4f); verdict sequence continues after %d",
                  self.model.path, self.backend.name, self.threshold, self.outbox.last_seq())
+        self.answer_orphaned_triggers("trigger accepted before the service stopped (crash, kill or power loss); "
+                                      "its frame was never inspected")
         capture = threading.Thread(target=self._capture, name="capture", daemon=True)
         capture.start()
         # ready once the model is warm: a camera that is missing keeps the service up and says so
@@ -200,10 +207,21 @@ class LineService(ServiceControl):
         if stalled is None:
             self.notifier.progress()
 
+    def answer_orphaned_triggers(self, why: str) -> int:
+        """An ERROR verdict, with its part id, for each accepted trigger whose frame will never be
+        inspected: each accepted trigger ends in exactly one verdict."""
+        orphans = self.outbox.open_triggers()
+        for _, part_id, accepted_at in orphans:
+            self.process(time.monotonic(), Frame(None, self.camera.name, captured_at=accepted_at, part_id=part_id,
+                                                 triggered=True, error=why, orphaned=True))
+        return len(orphans)
+
     def shutdown(self) -> int:
         self.notifier.stopping()
         self.set_state(state="stopping")
         self.camera.close()
+        if self.model is not None:
+            self.answer_orphaned_triggers("the service stopped before the frame of this trigger was grabbed")
         if self.link is not None:
             if not self.link.flush(FLUSH_TIMEOUT_S):
                 log.warning("broker did not acknowledge %d message(s) in %.0f s; they stay in the outbox for the "
