@@ -84,3 +84,29 @@ def test_the_watchdog_stops_when_the_capture_loop_hangs(tiny_kmdgan, replay_200,
         runner.join(60)
         notify.done.set()
     assert hang and any("watchdog withheld" in r.getMessage() for r in caplog.records)
+
+
+def test_a_failed_reload_keeps_the_running_model_and_says_why(tiny_kmdgan, replay_200, tmp_path):
+    _, model = tiny_kmdgan
+    artefact = tmp_path / "model.safetensors"
+    artefact.write_bytes(model.path.read_bytes())
+    path = station(tmp_path, model, {"type": "folder", "path": str(replay_200), "trigger": "software"}, None)
+    cfg = load_config(path)
+    cfg.model.artefact = artefact
+    service = LineService(cfg)
+    seen = []
+    service.echo = seen.append
+    runner = start(service)
+    try:
+        assert wait(lambda: service.state["state"] == "running" and service.state["camera_connected"], 60)
+        running = service.model
+        artefact.write_bytes(b"half a file")  # a recalibration gone wrong
+        service.on_command(b'{"command": "reload"}')
+        assert wait(lambda: service.state.get("last_reload_error"), 30)
+        assert "corrupt" in service.state["last_reload_error"] and service.model is running
+        service.on_command(b'{"command": "trigger", "part_id": "after"}')
+        assert wait(lambda: seen, 30)
+        assert seen[0]["part_id"] == "after" and seen[0]["verdict"] != "ERROR"
+    finally:
+        service.stop_event.set()
+        runner.join(60)

@@ -108,7 +108,9 @@ def load_artefact(path: Path) -> LoadedModel:
     try:
         with safe_open(str(path), framework="pt") as fh:
             header = fh.metadata() or {}
-            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+            # copied out of the mapping: a file overwritten in place (cp over it) must not pull the
+            # running model's memory from under it (SIGBUS)
+            tensors = {k: fh.get_tensor(k).clone() for k in fh.keys()}
     except Exception as exc:  # truncated, not safetensors, bad header
         raise UserError(f"model artefact corrupt: {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
     fmt = header.get("format")
