@@ -64,7 +64,8 @@ class ServiceControl:
             self.metrics.refusals.set(changes["broker_refusals"])
         if "refused_pending" in changes:
             self.metrics.refused_pending.set(changes["refused_pending"])
-        self.state.update(changes)
+        with self.state_lock:  # set from the capture, inference, paho and sender threads
+            self.state.update(changes)
         if self.link is not None:
             self.link.set_availability(self.availability())
         if self.link is not None and self.link.connected.is_set():
@@ -88,7 +89,9 @@ class ServiceControl:
 
     def status(self) -> dict:
         model = self.model
-        return {**self.state, "station": self.cfg.station, "camera": self.camera.health(),
+        with self.state_lock:
+            state = dict(self.state)
+        return {**state, "station": self.cfg.station, "camera": self.camera.health(),
                 "queue_depth": len(self.queue), "outbox_depth": self.outbox.depth(),
                 "last_seq": self.outbox.last_seq(), "dropped_frames": self.queue.dropped, "verdicts": dict(self.counts),
                 "outbox_dropped": dict(self.outbox.dropped), "command_errors": self.command_errors,

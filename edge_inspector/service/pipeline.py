@@ -54,6 +54,7 @@ class LineService(ServiceControl):
         self.reloaded = None  # (model, backend) loaded beside the running one, swapped in between frames
         self.beats = {"capture": time.monotonic(), "inference": time.monotonic()}  # last progress of each loop
         self.stalled: str | None = None
+        self.state_lock = threading.Lock()
         self.state: dict = {"state": "starting", "camera_connected": False, "camera_error": None,
                             "broker_connected": False, "broker_error": None,
                             "broker_refusals": 0, "refused_pending": 0, "last_refusal": None}
