@@ -15,6 +15,7 @@ from edge_inspector.calibration.store import model_path, station_folder
 from edge_inspector.cli import main
 from edge_inspector.config import load_config
 from edge_inspector.data.synthetic_product import DEFECT_TYPES, draw_defect, make_part
+from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.artefact import load_artefact
 
 
@@ -113,3 +114,33 @@ def test_rollback_without_calibration_is_one_line(tmp_path, args, capsys):
     config = _station(tmp_path, tmp_path)
     assert main(["calibrate", "--config", str(config), *args]) == 1
     assert "no current calibration" in capsys.readouterr().err
+
+
+def test_a_first_calibration_without_defect_samples_trains_on_synthetic_anomalies(tmp_path, capsys, caplog):
+    frames, _, count = _line(tmp_path)
+    config = _station(tmp_path, frames)
+    assert main(["calibrate", "--config", str(config), "--count", str(count), "--quiet"]) == 0
+    cfg = load_config(config)
+    folder = station_folder(cfg)
+    record = json.loads((store.current(folder) / "calibration.json").read_text())
+    assert record["defect_samples"] == 0 and record["expected_escape_rate"] is None
+    assert not list(folder.glob("versions/*.partial"))  # nothing half-written left behind
+    report = (store.current(folder) / "report" / "index.html").read_text()
+    assert "not estimated: no labelled defect samples" in report
+    assert any("synthetic anomalies alone" in r.getMessage() for r in caplog.records)
+
+
+def test_defects_take_the_folder_layouts_mask_convention(tmp_path):
+    from edge_inspector.calibration.collect import import_defects
+
+    rng = np.random.default_rng(3)
+    source = tmp_path / "labelled"
+    source.mkdir()
+    image, mask = draw_defect(make_part(rng, 64), "pit", rng)
+    cv2.imwrite(str(source / "pit_01.jpg"), image)  # a JPEG with its mask as <name>.png beside it,
+    cv2.imwrite(str(source / "pit_01.png"), mask.astype(np.uint8) * 255)  # as the folder layout takes it
+    assert import_defects(source, tmp_path / "out") == 1
+    assert (tmp_path / "out" / "pit_01_mask.png").is_file()
+    (source / "pit_01.png").unlink()
+    with pytest.raises(UserError, match="pit_01.jpg: no mask found"):
+        import_defects(source, tmp_path / "out2")

@@ -21,13 +21,21 @@ def test_every_fifth_normal_goes_to_test_in_name_order():
     assert not set(split.train_normal) & set(split.test_normal)
 
 
-def test_few_shot_is_first_two_of_each_type_capped_at_ten():
+def test_few_shot_is_ten_taken_round_robin_over_the_types():
     pool = anomalies("a", 5) + anomalies("b", 1) + anomalies("c", 3)
     split = protocol_split(normals(5), pool)
+    # at most half of the 9 (rounded up) so that some are left to test: rounds a0 b0 c0, then a1 c1
     assert [s.image.name for s in split.few_shot] == ["a_000.png", "a_001.png", "b_000.png", "c_000.png", "c_001.png"]
-    assert len(split.test_anomalous) == 9 - 5
+    assert len(split.test_anomalous) == 4
     many = [s for k in "abcdefgh" for s in anomalies(k, 3)]
-    assert len(protocol_split(normals(5), many).few_shot) == 10
+    chosen = protocol_split(normals(5), many).few_shot
+    assert [s.image.name for s in chosen] == ["a_000.png", "a_001.png", "b_000.png", "b_001.png", "c_000.png",
+                                             "d_000.png", "e_000.png", "f_000.png", "g_000.png", "h_000.png"]
+    one_type = protocol_split(normals(5), anomalies("pit", 24))
+    assert [s.image.name for s in one_type.few_shot] == [f"pit_{i:03d}.png" for i in range(10)]  # not just 2
+    assert len(one_type.test_anomalous) == 14
+    five = protocol_split(normals(5), [s for k in "abcde" for s in anomalies(k, 4)])
+    assert [s.image.name for s in five.few_shot] == [f"{k}_00{i}.png" for k in "abcde" for i in (0, 1)]
 
 
 def test_layout_with_own_test_set_takes_few_shot_from_it():

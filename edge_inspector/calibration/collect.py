@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from edge_inspector.calibration.quality import screen
 from edge_inspector.cameras import open_camera
-from edge_inspector.data.folder import list_images
+from edge_inspector.data.folder import MASK_FOLDERS, find_mask, list_images, mask_candidates
 from edge_inspector.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -81,18 +81,19 @@ def store_normals(frames: list, folder: Path, camera_cfg) -> dict:
 
 
 def import_defects(source: Path, folder: Path) -> int:
-    """Copy labelled defect samples: <name>.<ext> with its mask as masks/<name>.png or <name>_mask.png."""
+    """Copy labelled defect samples with their masks, found by the folder layout's rule
+    (data/folder.py: `<name>_mask.png` beside it, `<name>.png` beside a non-PNG image, or in
+    `masks/` / `ground_truth/`)."""
     if not source.is_dir():
         raise UserError(f"defect folder not found: {source}")
     folder.mkdir(parents=True, exist_ok=True)
+    mirrors = [source / m for m in MASK_FOLDERS]
     count = 0
     for image in list_images(source):
-        if image.stem.endswith("_mask"):
-            continue
-        candidates = [source / "masks" / f"{image.stem}.png", image.with_name(f"{image.stem}_mask.png")]
-        mask = next((c for c in candidates if c.is_file()), None)
+        mask = find_mask(image, mirrors)
         if mask is None:
-            raise UserError(f"{image}: no mask found (expected {candidates[0]} or {candidates[1].name})")
+            tried = ", ".join(str(c.relative_to(source)) for c in mask_candidates(image, mirrors)[:3])
+            raise UserError(f"{image}: no mask found (looked for {tried}, ...; see docs/datasets.md)")
         shutil.copy(image, folder / f"{image.stem}.png" if image.suffix == ".png" else folder / image.name)
         shutil.copy(mask, folder / f"{image.stem}_mask.png")
         count += 1

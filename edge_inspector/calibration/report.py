@@ -63,6 +63,10 @@ def write_report(folder: Path, station: str, threshold: float, normal_scores: np
         names.append((name, caption))
     frr = float((normal_scores >= threshold).mean()) if len(normal_scores) else float("nan")
     escape = float((defect_scores < threshold).mean()) if len(defect_scores) else float("nan")
+    escape_text = (f"{escape:.1%} of {len(defect_scores)} defect samples below it (optimistic: the model was "
+                   "trained on these few defects)" if len(defect_scores) else
+                   "not estimated: no labelled defect samples; trained on synthetic anomalies alone "
+                   "(add some with calibrate --defects)")
     rejected = "".join(f"<li>{html.escape(str(src))}: {html.escape(reason)}</li>"
                        for src, reason in collection.get("rejected", []))
     figures = "".join(f'<figure><img src="{n}" width="256"><figcaption>{html.escape(c)}</figcaption></figure>'
@@ -75,8 +79,7 @@ td,th{{padding:2px 10px;text-align:left}}</style></head><body>
 <table>
 <tr><th>operating threshold</th><td>{threshold:.4f}</td></tr>
 <tr><th>expected false-reject rate</th><td>{frr:.1%} of {len(normal_scores)} held-out normals at or above it</td></tr>
-<tr><th>expected escape rate</th><td>{escape:.1%} of {len(defect_scores)} defect samples below it
- (optimistic: the model was trained on these few defects)</td></tr>
+<tr><th>expected escape rate</th><td>{escape_text}</td></tr>
 <tr><th>normal samples kept / rejected</th><td>{collection.get('kept', '-')} / {len(collection.get('rejected', []))}</td></tr>
 <tr><th>training</th><td>{training.get('iterations')} iterations, {training.get('seconds')} s</td></tr>
 </table>

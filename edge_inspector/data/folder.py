@@ -1,8 +1,9 @@
 """The folder layout: `good/` plus one folder per defect type.
 
 Masks stand beside their image (`<stem>_mask.png`, or `<stem>.png` beside a non-PNG image)
-or in a mirror folder (`masks/<type>/` or `ground_truth/<type>/`, named `<stem>.png` or
-`<stem>_mask.png`). An anomalous image without a mask is kept (image metrics still count it).
+or in a mirror folder (`masks/`, `ground_truth/`, or their `<type>/` sub-folder, named
+`<stem>.png` or `<stem>_mask.png`). An anomalous image without a mask is kept (image metrics
+still count it). `calibrate --defects` finds masks by the same rule (find_mask).
 """
 
 from __future__ import annotations
@@ -35,14 +36,19 @@ def list_images(folder: Path, suffixes: set[str] = IMAGE_SUFFIXES) -> list[Path]
     )
 
 
-def find_mask(image: Path, mirror_roots: list[Path]) -> Path | None:
+def mask_candidates(image: Path, mirror_roots: list[Path]) -> list[Path]:
+    """Where the mask of image may stand, in the order looked at (the module's rule)."""
     candidates = [image.with_name(image.stem + "_mask.png")]
     if image.suffix.lower() != ".png":
         candidates.append(image.with_suffix(".png"))
     for root in mirror_roots:
-        folder = root / image.parent.name
-        candidates += [folder / (image.stem + ".png"), folder / (image.stem + "_mask.png")]
-    return next((c for c in candidates if c.is_file()), None)
+        for folder in (root / image.parent.name, root):
+            candidates += [folder / (image.stem + ".png"), folder / (image.stem + "_mask.png")]
+    return candidates
+
+
+def find_mask(image: Path, mirror_roots: list[Path]) -> Path | None:
+    return next((c for c in mask_candidates(image, mirror_roots) if c.is_file()), None)
 
 
 def load_folder(root: Path, category: str | None = None) -> Split:

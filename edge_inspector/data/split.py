@@ -7,8 +7,7 @@ from collections.abc import Iterable
 from edge_inspector.data.sample import Sample, Split
 
 TEST_EVERY = 5  # every 5th normal (index a multiple of 5) goes to test
-FEW_SHOT_PER_TYPE = 2
-FEW_SHOT_MAX = 10
+FEW_SHOT_MAX = 10  # the protocol's few real anomalies
 
 
 def _by_name(samples: Iterable[Sample]) -> list[Sample]:
@@ -24,17 +23,27 @@ def _by_type(anomalies: Iterable[Sample]) -> dict[str, list[Sample]]:
 
 
 def take_few_shot(anomalies: Iterable[Sample]) -> tuple[list[Sample], list[Sample]]:
-    """First 2 images of each defect type (types in name order), at most 10 in all.
+    """At most 10 real anomalies, taken round-robin over the defect types in name order (the first of
+    each type, then the second of each, ...), so one defect type still gives 10; with five or more
+    types this is the first 2 of each of the first five. Never more than half of the anomalies
+    (rounded up): the rest are what the test part measures.
 
     Returns (few_shot, rest); the rest keeps the per-type name order.
     """
-    few, rest = [], []
-    for samples in _by_type(anomalies).values():
-        for i, s in enumerate(samples):
-            if i < FEW_SHOT_PER_TYPE and len(few) < FEW_SHOT_MAX:
-                few.append(s)
-            else:
-                rest.append(s)
+    groups = list(_by_type(anomalies).values())
+    limit = min(FEW_SHOT_MAX, (sum(map(len, groups)) + 1) // 2)
+    chosen: set[int] = set()
+    few: list[Sample] = []
+    rank = 0
+    while len(few) < limit and any(rank < len(g) for g in groups):
+        for g in groups:
+            if rank < len(g) and len(few) < limit:
+                few.append(g[rank])
+                chosen.add(id(g[rank]))
+        rank += 1
+    order = {id(s): i for i, s in enumerate(few)}
+    few.sort(key=lambda s: (next(t for t, g in enumerate(groups) if s in g), order[id(s)]))
+    rest = [s for g in groups for s in g if id(s) not in chosen]
     return few, rest
 
 

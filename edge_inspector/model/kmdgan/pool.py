@@ -4,6 +4,7 @@ out of the search); and the distance normalisation taken from the training norma
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from edge_inspector.model.backbone import EfficientNetLite0Features
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
 from edge_inspector.model.memory_bank.search import CoresetSampler, RandomSampler
 from edge_inspector.model.scoring import split_holdout
+
+log = logging.getLogger(__name__)
 
 FEATURE_BATCH = 16  # images per backbone pass while caching features (memory, not accuracy)
 
@@ -140,6 +143,11 @@ def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool 
     matched = banks if model.matched else None
     normals = build_pool(model, images, np.zeros(images.shape[:3], bool), matched, torch.arange(len(images)),
                          progress, "", feats=feats)
-    few = build_pool(model, few_images, few_masks, matched, torch.full((len(few_images),), -1),
-                     progress, "few-shot")  # -1: not a bank image, nothing to leave out
+    if len(few_images):
+        few = build_pool(model, few_images, few_masks, matched, torch.full((len(few_images),), -1),
+                         progress, "few-shot")  # -1: not a bank image, nothing to leave out
+    else:  # a new product has no labelled defect yet: synthetic anomalies alone
+        log.warning("no readable real defect samples: training on synthetic anomalies alone; escapes cannot "
+                    "be estimated until labelled defects are added")
+        few = Pool(few_images, few_masks, [f[:0] for f in normals.feats], [m[:0] for m in normals.memories])
     return Prepared(normals, few, banks, holdout, time.perf_counter() - started)
