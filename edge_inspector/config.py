@@ -1,8 +1,7 @@
-"""The station configuration: one YAML file per station, validated into typed models.
-
-Unknown keys are rejected; every error is one line naming the file, the YAML line, the key path
-and what was expected. Secrets never stand inline: the MQTT password comes from an environment
-variable or a credentials file (systemd's LoadCredential= puts one under $CREDENTIALS_DIRECTORY).
+"""The station configuration: one YAML file per station, validated into typed models. Unknown
+keys are rejected; every error is one line naming the file, YAML line, key path and what was
+expected. Secrets never stand inline: the MQTT password comes from an environment variable or a
+credentials file (systemd's LoadCredential= puts one under $CREDENTIALS_DIRECTORY).
 """
 
 from __future__ import annotations
@@ -83,7 +82,8 @@ class ThresholdConfig(Strict):
     override: float | None = Field(None, description="Fixed operating threshold instead of the one chosen from training data.")
     min_defect_area: int = Field(0, ge=0, description="Smallest defect region, in frame pixels, that makes a part NG "
                                  "(0: the image score alone decides).")
-    pixel_threshold: float = Field(0.5, gt=0, lt=1, description="Anomaly-map level above which a pixel is defective.")
+    pixel_threshold: float | None = Field(None, gt=0, lt=1, description="Anomaly-map level above which a pixel is "
+                                          "defective; default: the model's own, chosen on training data.")
 
 
 Roi = Annotated[list[int], Field(min_length=4, max_length=4, description="[x, y, width, height] in frame pixels.")]

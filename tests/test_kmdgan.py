@@ -174,3 +174,12 @@ def test_training_is_deterministic_and_resumable(product_set, tmp_path, monkeypa
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
     assert not (out.parent / "resumed.safetensors.ckpt").exists()
+
+
+def test_the_pixel_threshold_is_chosen_on_training_data_and_stored(trained):
+    _, model = trained
+    validation = model.meta["training"]["pixel_threshold_validation"]
+    assert 0 < model.pixel_threshold < 1 and str(model.pixel_threshold) in validation
+    best = validation[str(model.pixel_threshold)]["objective"]
+    assert best == max(v["objective"] for v in validation.values())  # the best candidate on validation data
+

@@ -90,3 +90,19 @@ def test_protocol_metrics_has_every_metric():
     assert set(out) >= {"image_auroc", "pixel_auroc", "pixel_ap", "aupro", "image_f1_max",
                         "false_reject_rate", "escape_rate"}
     assert out["pixel_auroc"] > 0.9
+
+
+def test_mask_metrics_measure_the_cut_map_against_the_truth():
+    masks = np.zeros((3, 10, 10), bool)
+    masks[1, 0:4, 0:4] = True  # 16 px defect
+    masks[2, 5:7, 5:7] = True  # 4 px defect
+    maps = np.zeros((3, 10, 10))
+    maps[0, 9, 9] = 0.9  # a spurious pixel on the good image
+    maps[1, 0:4, 0:2] = 0.8  # half the defect found, nothing else: IoU 0.5, Dice 2/3, area 0.5
+    maps[2, 4:8, 4:8] = 0.7  # a blob 4x the defect: IoU 0.25, Dice 0.4, area 4
+    out = metrics.mask_metrics([0, 1, 1], masks, maps, pixel_threshold=0.6)
+    assert out["mask_iou"] == pytest.approx((0.5 + 0.25) / 2, abs=1e-4)
+    assert out["mask_dice"] == pytest.approx((2 / 3 + 0.4) / 2, abs=1e-4)
+    assert out["area_ratio_median"] == pytest.approx(2.25) and out["area_within_0.5_2"] == 0.5
+    assert out["spurious_share"] == 1.0
+    assert metrics.mask_metrics([0, 1, 1], masks, maps, pixel_threshold=0.95)["spurious_share"] == 0.0

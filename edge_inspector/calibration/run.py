@@ -81,10 +81,11 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
     defects_out = _predict(model, split.few_shot, size)
     defect_scores = np.array([score for *_, score in defects_out])
     overlays = []
+    level = cfg.threshold.pixel_threshold or model.pixel_threshold
     for sample, image, truth, amap, score in defects_out:
         verdict = "NG" if score >= model.threshold else "OK (escape)"
         overlays.append((f"{sample.image.name}: score {score:.2f}, {verdict}",
-                         overlay(image, amap >= cfg.threshold.pixel_threshold, truth)))
+                         overlay(image, amap >= level, truth)))
     training = model.meta["training"]
     report = write_report(work / "report", cfg.station, model.threshold, normal_scores, defect_scores, overlays,
                           collection, training)

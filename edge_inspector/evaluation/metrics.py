@@ -92,3 +92,36 @@ def protocol_metrics(labels, scores, masks, maps, threshold: float, with_mask=No
     out["f1_max_threshold"] = f1_threshold
     out["pixel_metrics"] = note
     return out
+
+
+AREA_BAND = (0.5, 2.0)  # a predicted defect area within this factor of the true one counts as right
+
+
+def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None) -> dict:
+    """The mask the service ships: each map cut at pixel_threshold. Per defective image with a mask,
+    IoU and Dice against the true mask (means over images) and predicted / true area (median, and
+    the share within AREA_BAND); the share of good images with any pixel at or above the level."""
+    labels = np.asarray(labels).astype(bool)
+    known = np.ones(len(labels), bool) if with_mask is None else np.asarray(with_mask, bool)
+    ious, dices, ratios = [], [], []
+    spurious = []
+    for label, ok, mask, amap in zip(labels, known, masks, maps):
+        pred = np.asarray(amap) >= pixel_threshold
+        if not label:
+            spurious.append(bool(pred.any()))
+            continue
+        truth = np.asarray(mask, bool)
+        if not ok or not truth.any():
+            continue
+        inter, union = np.logical_and(pred, truth).sum(), np.logical_or(pred, truth).sum()
+        ious.append(inter / union)
+        dices.append(2 * inter / (pred.sum() + truth.sum()))
+        ratios.append(pred.sum() / truth.sum())
+    lo, hi = AREA_BAND
+    out = {"pixel_threshold": round(float(pixel_threshold), 4),
+           "mask_iou": float(np.mean(ious)) if ious else None, "mask_dice": float(np.mean(dices)) if dices else None,
+           "area_ratio_median": float(np.median(ratios)) if ratios else None,
+           "area_within_0.5_2": float(np.mean([lo <= r <= hi for r in ratios])) if ratios else None,
+           "spurious_share": float(np.mean(spurious)) if spurious else None}
+    return {k: v if v is None or k == "pixel_threshold" else round(v, 4) for k, v in out.items()}
+

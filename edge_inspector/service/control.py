@@ -103,6 +103,11 @@ class ServiceControl:
                 "artefact": Path(self.model.path).name if self.model.path else None, "backend": self.backend.name}
 
     @property
+    def pixel_threshold(self) -> float:
+        override = self.cfg.threshold.pixel_threshold
+        return float(override) if override is not None else self.model.pixel_threshold
+
+    @property
     def threshold(self) -> float:
         override = self.cfg.threshold.override
         return float(override) if override is not None else self.model.threshold

@@ -101,7 +101,7 @@ class LineService(ServiceControl):
                 result = inspect_frame(frame.image, self.backend.infer, self.model.input_size, insp)
                 score = result.score
                 t1 = time.monotonic()
-                decision = decide(result.anomaly_map, score, self.threshold, self.cfg.threshold.pixel_threshold,
+                decision = decide(result.anomaly_map, score, self.threshold, self.pixel_threshold,
                                   self.cfg.threshold.min_defect_area, scale=result.scale, offset=result.roi[:2])
             except Exception as exc:  # a frame that breaks inspection must not break the line
                 error = f"{type(exc).__name__}: {exc}"

@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             model = fit_memory_bank(split, model_cfg, threshold_cfg.target_false_reject_rate, seed=args.seed,
                                     progress=not args.quiet)
             threshold = float(model.threshold)
+            pixel_threshold = threshold_cfg.pixel_threshold  # its map is a distance: no level of its own
             extra = {"score_mode": model.score_mode, "score_validation_auroc": model.validation}
         else:
             from edge_inspector.model.kmdgan.artefact import load_artefact
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
                 model = train_kmdgan(split, model_cfg, out, threshold_cfg.target_false_reject_rate, seed=args.seed,
                                      progress=not args.quiet)
             threshold = model.threshold
+            pixel_threshold = threshold_cfg.pixel_threshold or model.pixel_threshold
             extra = {"artefact": str(model.path), "training": model.meta["training"],
                      "architecture": model.meta["architecture"]}
             model_cfg = model_cfg.model_copy(update={"input_size": model.input_size})
@@ -96,11 +98,12 @@ def run(args: argparse.Namespace) -> int:
         inspection = inspection_of(args, cfg)
         if inspection is None:
             result = evaluate(_numpy_predict(model), split, model_cfg.input_size, threshold, args.batch_size,
-                              progress=not args.quiet)
+                              progress=not args.quiet, pixel_threshold=pixel_threshold)
         else:
             result = evaluate_frames(frames_of(split.test), _numpy_predict(model), model_cfg.input_size,
                                      threshold, inspection, args.eval_size or model_cfg.input_size,
-                                     total=len(split.test), progress=not args.quiet)
+                                     total=len(split.test), progress=not args.quiet,
+                                     pixel_threshold=pixel_threshold)
             result["split"] = split.sizes()
     result.update(model=kind, dataset=name, root=str(root), model_config=model_cfg.model_dump(mode="json"),
                   seed=args.seed, **extra)

@@ -52,6 +52,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
     threshold = float(meta["threshold"])
     if not math.isfinite(threshold):
         raise ValueError(f"threshold {threshold} is not finite")
+    if not 0 < float(meta.get("pixel_threshold", 0.5)) < 1:
+        raise ValueError(f"pixel_threshold {meta['pixel_threshold']} not within (0, 1)")
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
     sides = [int(meta["input_size"]) // s for s in arch.match_strides]
@@ -61,7 +63,7 @@ def _validate(meta: dict) -> KMDGANArchitecture:
 
 
 def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor], threshold: float,
-                  input_size: int, training: dict) -> Path:
+                  input_size: int, training: dict, pixel_threshold: float = 0.5) -> Path:
     tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"memory.{s}": b.detach().cpu().contiguous() for s, b in zip(model.matched, banks)})
     meta = {
@@ -71,6 +73,7 @@ def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor],
         "backbone": "efficientnet-lite0",
         "architecture": model.arch.as_dict(),
         "threshold": threshold,
+        "pixel_threshold": pixel_threshold,
         "training": training,
     }
     meta["sha256"] = checksum(tensors, meta)
@@ -91,6 +94,11 @@ class LoadedModel:
     @property
     def threshold(self) -> float:
         return float(self.meta["threshold"])
+
+    @property
+    def pixel_threshold(self) -> float:
+        """The anomaly-map level chosen on training data (0.5 in artefacts older than the choice)."""
+        return float(self.meta.get("pixel_threshold", 0.5))
 
     @property
     def input_size(self) -> int:

@@ -26,6 +26,7 @@ from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, foca
 from edge_inspector.model.kmdgan.modules import PatchDiscriminator
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
 from edge_inspector.model.kmdgan.pool import Banks, Pool, Prepared, as_tensor, build_pool, prepare, set_distance_scale
+from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 
 log = logging.getLogger(__name__)
@@ -189,6 +190,8 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     model.cpu().eval()
     threshold = calibrate_scores(model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size,
                                  target_false_reject_rate)
+    pixel_threshold, pixel_validation = choose_pixel_threshold(model, banks.banks, prepared.holdout,
+                                                               split.few_shot, cfg.input_size, seed)
     training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
                 "train_normals": len(prepared.normals.images), "few_shot": len(split.few_shot),
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
@@ -196,8 +199,9 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
-                "distance_score_validation_auroc": getattr(model, "validation", {})}
-    save_artefact(out, model, banks.banks, threshold, cfg.input_size, training)
+                "distance_score_validation_auroc": getattr(model, "validation", {}),
+                "pixel_threshold_validation": pixel_validation}
+    save_artefact(out, model, banks.banks, threshold, cfg.input_size, training, pixel_threshold)
     checkpoint.unlink(missing_ok=True)
     log.info("model written to %s (threshold %.4f, %.0f s)", out, threshold, training["seconds"])
     return load_artefact(out)
