@@ -61,8 +61,9 @@ class KMDGANModelConfig(Strict):
     iterations: int | None = Field(None, ge=1, description="Training iterations; default from the profile.")
     batch_size: int | None = Field(None, ge=2, description="Training batch; default from the profile.")
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
-    map_blend: bool = Field(True, description="Anomaly map = max(learned mask, memory distance squashed at the "
-                            "level held-out normal pixels reach once in a thousand).")
+    map_blend: Literal["geometric", "max", "none"] | bool = Field(
+        "geometric", description="How the learned mask and the memory distance (squashed at the level held-out normal "
+        "pixels reach once in a thousand) make the anomaly map: geometric mean, maximum, or the mask alone.")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
                                    "training normals (image borders sit farther from the bank).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")

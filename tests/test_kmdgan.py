@@ -183,3 +183,25 @@ def test_the_pixel_threshold_is_chosen_on_training_data_and_stored(trained):
     best = validation[str(model.pixel_threshold)]["objective"]
     assert best == max(v["objective"] for v in validation.values())  # the best candidate on validation data
 
+
+
+def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trained):
+    from edge_inspector.data.loader import iter_batches
+
+    split, model = trained
+    g = model.model
+    assert g.arch.blend == "geometric"  # the default of a newly trained model
+    images = next(iter(iter_batches(split.test_anomalous[:4], model.input_size, 4))).images
+    x = torch.from_numpy(images)
+    with torch.no_grad():
+        feats = g.features(x)
+        logits, distances = g.decode(x, feats, g.match(feats, model.banks))
+        prob, dist = torch.sigmoid(logits), g.distance_map(distances, logits.shape[-2:])
+        maps = {}
+        for blend in ("geometric", "max", "none"):
+            g.arch.map_blend = blend
+            maps[blend] = g.anomaly_map(prob, distances)
+        g.arch.map_blend = "geometric"
+    assert torch.allclose(maps["geometric"], (prob * dist).sqrt())
+    assert torch.equal(maps["max"], torch.maximum(prob, dist)) and torch.equal(maps["none"], prob)
+    assert (maps["geometric"] <= maps["max"] + 1e-6).all()

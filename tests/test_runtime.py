@@ -137,7 +137,7 @@ def test_bench_verb_times_each_backend_in_one_run(tmp_path, capsys):
     assert "p50_ms" in trt or trt["unavailable"] == available()["tensorrt"]
     assert all(v > 0 for v in report["stages_ms"].values()) and all(v > 0 for v in report["stages_gflop"].values())
     # what is timed is built as train builds a model by default: map blend and positional profile on
-    assert report["architecture"]["map_blend"] and report["architecture"]["position_sides"] == [8, 4]
+    assert report["architecture"]["map_blend"] == "geometric" and report["architecture"]["position_sides"] == [8, 4]
     assert "| onnxruntime |" in capsys.readouterr().out
 
 

@@ -80,11 +80,12 @@ def main() -> int:
         result["train_seconds"] = round(train_s, 1)
         results[row] = result
         print(f"{row}: {result['metrics']} train {train_s:.0f} s, {result['ms_per_image']} ms/image", flush=True)
-        if row == "full" and model.model.arch.map_blend:
+        blend = model.model.arch.map_blend if row != "baseline" else "none"
+        if row == "full" and model.model.arch.blend != "none":
             # the map blend is inference only: the same trained model, its learned mask alone as the map
-            model.model.arch.map_blend = False
+            model.model.arch.map_blend = "none"
             result = evaluate(predict_with(model), split, size, threshold, batch_size=1, progress=False)
-            model.model.arch.map_blend = True
+            model.model.arch.map_blend = blend
             result["train_seconds"] = round(train_s, 1)
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)

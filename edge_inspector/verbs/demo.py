@@ -46,7 +46,8 @@ def broker_reachable(host: str, port: int) -> bool:
 def make_line(root: Path, seed: int = 7) -> dict[str, Path]:
     rng = np.random.default_rng(seed)
     calib, defects, run = root / "camera-calibration", root / "defect-samples", root / "camera-line"
-    for d in (calib, defects / "masks", run):
+    truth = root / "line-truth"  # the masks drawn on the line parts, to measure the service's masks by
+    for d in (calib, defects / "masks", run, truth):
         d.mkdir(parents=True, exist_ok=True)
     n = 0
     for i in range(NORMALS + BLURRED + OVEREXPOSED):
@@ -69,9 +70,26 @@ def make_line(root: Path, seed: int = 7) -> dict[str, Path]:
     for i, kind in enumerate(order):
         part = make_part(rng, SIZE)
         if kind != "good":
-            part, _ = draw_defect(part, kind, rng)
+            part, mask = draw_defect(part, kind, rng)
+            cv2.imwrite(str(truth / f"part_{i:03d}_{kind}.png"), mask.astype(np.uint8) * 255)
         cv2.imwrite(str(run / f"part_{i:03d}_{kind}.png"), part)
-    return {"calibration": calib, "defects": defects, "line": run}
+    return {"calibration": calib, "defects": defects, "line": run, "truth": truth}
+
+
+def mask_agreement(verdicts: list[dict], archive: Path, truth: Path) -> tuple[float, float] | None:
+    """(mean IoU, median predicted / true area) of the NG masks the service archived for the
+    defective parts, against the masks the demo drew; None where there is none."""
+    ious, ratios = [], []
+    for v in verdicts:
+        drawn = truth / (v["frame"]["source"] or "")
+        shipped = archive / f"{v['epoch']}-{v['seq']:010d}_mask.png"
+        if v["verdict"] != "NG" or not drawn.is_file() or not shipped.is_file():
+            continue
+        t = cv2.imread(str(drawn), cv2.IMREAD_GRAYSCALE) > 127
+        p = cv2.imread(str(shipped), cv2.IMREAD_GRAYSCALE) > 127
+        ious.append(np.logical_and(p, t).sum() / max(np.logical_or(p, t).sum(), 1))
+        ratios.append(p.sum() / max(t.sum(), 1))
+    return (float(np.mean(ious)), float(np.median(ratios))) if ious else None
 
 
 def station_yaml(root: Path, camera: Path, mqtt: tuple[str, int] | None) -> Path:
@@ -129,9 +147,13 @@ def run_demo(root: Path, mqtt: tuple[str, int] | None | bool = None, progress: b
     said = [v["verdict"] == "NG" for v in verdicts]
     hits = sum(t and s for t, s in zip(truth, said))
     false_rejects = sum(s and not t for t, s in zip(truth, said))
+    agreement = mask_agreement(verdicts, root / "state" / "archive", folders["truth"])
+    masks = "" if agreement is None else \
+        f"; NG masks against the drawn defects: mean IoU {agreement[0]:.2f}, median area ratio {agreement[1]:.2f}"
     print(f"[4/4] {len(verdicts)} verdicts: {hits} of {sum(truth)} defective parts found, {false_rejects} of "
-          f"{len(truth) - sum(truth)} good parts rejected; NG overlays under {overlays}")
-    return {"report": report, "overlays": overlays, "verdicts": verdicts, "version": version}
+          f"{len(truth) - sum(truth)} good parts rejected{masks}; NG overlays under {overlays}")
+    return {"report": report, "overlays": overlays, "verdicts": verdicts, "version": version,
+            "mask_iou": agreement and agreement[0], "area_ratio": agreement and agreement[1]}
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -54,6 +54,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"threshold {threshold} is not finite")
     if not 0 < float(meta.get("pixel_threshold", 0.5)) < 1:
         raise ValueError(f"pixel_threshold {meta['pixel_threshold']} not within (0, 1)")
+    if arch.blend not in ("geometric", "max", "none"):
+        raise ValueError(f"map_blend {arch.map_blend!r} unknown")
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
     sides = [int(meta["input_size"]) // s for s in arch.match_strides]

@@ -51,9 +51,11 @@ class KMDGANArchitecture:
     top_k: int = 100
     distance_score: str = "max"  # memory-distance aggregation in the image score; set when calibrated
     distance_stride: int = 8  # whose memory distance enters the image score; set when calibrated
-    # anomaly map = max(learned mask, squashed memory distance): the mask is sharp on the defect
-    # kinds it has learned, the distance still lights up kinds it has never seen
-    map_blend: bool = False  # False in artefacts written before it existed
+    # anomaly map from the learned mask and the squashed memory distance: "max" lights up defect
+    # kinds the mask never learned, but paints the distance's coarse cells (blobs); "geometric"
+    # (sqrt of the product) keeps the mask's shape, the distance confirming it. True / False: the
+    # values of artefacts written before the choice ("max" / mask alone)
+    map_blend: bool | str = False
     # per matched stride, the side of its distance map whose positional profile divides the memory
     # distance: a location at the border (padding, fewer pooled neighbours) sits farther from the
     # bank than one in the middle on every normal image, and would light up first; empty: none
@@ -61,6 +63,11 @@ class KMDGANArchitecture:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def blend(self) -> str:
+        """The map blend: "geometric", "max" or "none"."""
+        return {True: "max", False: "none"}.get(self.map_blend, self.map_blend)
 
     @classmethod
     def from_config(cls, cfg) -> KMDGANArchitecture:
@@ -102,7 +109,7 @@ class KMDGANGenerator(nn.Module):
         self.register_buffer("score_scale", torch.ones(2))
         for s, side in zip(self.matched, arch.position_sides):
             self.register_buffer(f"position_{s}", torch.ones(1, 1, side, side))
-        if arch.map_blend and self.matched:
+        if arch.blend != "none" and self.matched:
             # per matched stride: the distance level a normal pixel rarely reaches, and its spread
             self.register_buffer("map_center", torch.zeros(len(self.matched)))
             self.register_buffer("map_scale", torch.ones(len(self.matched)))
@@ -175,9 +182,11 @@ class KMDGANGenerator(nn.Module):
         return torch.stack(maps).mean(0)
 
     def anomaly_map(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
-        if self.arch.map_blend and distances:
-            return torch.maximum(prob, self.distance_map(distances, prob.shape[-2:]))
-        return prob
+        mode = self.arch.blend
+        if mode == "none" or not distances:
+            return prob
+        distance = self.distance_map(distances, prob.shape[-2:])
+        return (prob * distance).sqrt() if mode == "geometric" else torch.maximum(prob, distance)
 
     def forward(self, image: torch.Tensor, *banks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly map (B, H, W) in [0, 1] and image score (B,). banks: one per matched stride."""

@@ -64,7 +64,7 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
         model.validation = {f"stride{s}": c[2] for s, c in candidates.items()}
         log.info("memory-distance score: stride %d, %s, chosen on training data (AUROC held-out normals "
                  "vs few-shot: %s)", stride, model.arch.distance_score, model.validation)
-    if model.arch.map_blend and dists:
+    if model.arch.blend != "none" and dists:
         set_map_levels(model, dists, size)
     parts = model.score_parts(prob, [d.view(len(prob), 1, -1) for d in dists])
     n = parts.shape[1]
