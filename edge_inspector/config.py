@@ -61,9 +61,8 @@ class KMDGANModelConfig(Strict):
     iterations: int | None = Field(None, ge=1, description="Training iterations; default from the profile.")
     batch_size: int | None = Field(None, ge=2, description="Training batch; default from the profile.")
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
-    map_blend: Literal["geometric", "max", "none"] | bool = Field(
-        "geometric", description="How the learned mask and the memory distance (squashed at the level held-out normal "
-        "pixels reach once in a thousand) make the anomaly map: geometric mean, maximum, or the mask alone.")
+    map_blend: Literal["geometric", "max", "none"] | bool = Field("geometric", description="The anomaly map from the "
+                                                                  "mask and memory distance (docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
                                    "training normals (image borders sit farther from the bank).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
@@ -187,6 +186,7 @@ class MqttConfig(Strict):
 class RuntimeConfig(Strict):
     backend: Literal["torch", "onnxruntime", "tensorrt"] = Field("torch", description="Inference backend.")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="torch device: cpu, cuda or cuda:N.")
+    precision: Literal["auto", "fp32", "fp16"] = Field("auto", description="auto: fp16 on a GPU, fp32 on a CPU.")
 
 
 class InspectionConfig(Strict):
@@ -200,8 +200,7 @@ class InspectionConfig(Strict):
 
 class ServiceConfig(Strict):
     state_dir: Path | None = Field(None, description="Outbox and archive; default: $STATE_DIRECTORY (systemd) or ./state.")
-    cache_dir: Path | None = Field(None, description="Exported graphs and engines (never beside the artefact); "
-                                   "default: $CACHE_DIRECTORY (systemd) or <state_dir>/cache.")
+    cache_dir: Path | None = Field(None, description="Graphs and engines; default $CACHE_DIRECTORY or state/cache.")
     queue_size: int = Field(4, ge=1, description="Frames waiting for inference; free-run drops the oldest beyond it.")
     max_pending_triggers: int = Field(256, ge=1, description="Accepted software triggers not yet answered by a "
                                       "verdict; a trigger beyond it is refused with an error reply.")

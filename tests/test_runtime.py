@@ -152,3 +152,38 @@ def test_bench_with_a_backend_that_cannot_load_reports_it_and_finishes(tmp_path,
 
     r = json.loads(out.read_text())["results"]["torch"]
     assert "error" in r and str(bad) in r["error"]
+
+
+def test_the_bank_search_is_fp16_safe(exported):
+    """Pad rows (1e4 in every channel: a squared norm of 1e8 x channels, far past half precision's
+    65504) in an FP16 network: the search runs in FP32, finds the real nearest row, never a pad."""
+    from edge_inspector.model.memory_bank.search import nearest, pad_bank
+
+    _, model, _ = exported
+    bank = torch.from_numpy(pad_bank(model.banks[0].numpy()[:300]))  # 300 rows + 84 pad rows
+    queries = model.banks[0][:300].half() + 0.01  # near their own rows, in half precision
+    for chunk in (None, 128):
+        d, idx = nearest(queries, bank, chunk=chunk)
+        assert torch.isfinite(d).all() and (idx < 300).all()
+        assert (idx == torch.arange(300)).float().mean() > 0.95  # each finds (almost always) its own row
+
+
+def test_an_fp16_graph_matches_fp32_verdicts_in_onnx_runtime(exported, tmp_path):
+    from edge_inspector.runtime.export import export_checked
+
+    split, model, _ = exported
+    images = np.concatenate([b.images for b in iter_batches(split.test, 128, 8)])
+    figures = export_checked(model, tmp_path / "half.onnx", images, precision="fp16")
+    assert figures["precision"] == "fp16" and figures["verdicts_differing"] == 0
+    assert figures["max_map_difference"] <= figures["map_tolerance"]
+    import onnx
+
+    kinds = {t.data_type for t in onnx.load(str(tmp_path / "half.onnx")).graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in kinds  # the weights really are half precision
+
+
+def test_int8_is_refused_in_one_line(exported, capsys):
+    _, model, _ = exported
+    assert main(["export", "--artefact", str(model.path), "--int8"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Q/DQ" in err

@@ -53,7 +53,15 @@ def check_device(device: str) -> None:
         raise UserError(f"runtime.device {device}: no CUDA device here (this machine or its torch build has none)")
 
 
-def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None = None, **engine_options):
+def precision_for(name: str, device: str, precision: str = "auto") -> str:
+    """auto: fp16 on a GPU (torch on CUDA, TensorRT), fp32 on a CPU."""
+    if precision != "auto":
+        return precision
+    return "fp16" if name == "tensorrt" or device.startswith("cuda") else "fp32"
+
+
+def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None = None, precision: str = "auto",
+                 **engine_options):
     """A ready backend for a loaded model artefact. ONNX Runtime and TensorRT use the exported graph
     (onnx_path, default beside the artefact), exported with its parity check when missing or stale."""
     from edge_inspector.model.memory_bank.search import pad_bank
@@ -64,10 +72,10 @@ def open_backend(name: str, model, device: str = "cpu", onnx_path: Path | None =
     if name == "torch":
         from edge_inspector.runtime.torch_backend import TorchBackend
 
-        return TorchBackend(model, device)
+        return TorchBackend(model, device, fp16=precision_for(name, device, precision) == "fp16")
     from edge_inspector.runtime.export import ensure_onnx
 
-    onnx_path = ensure_onnx(model, onnx_path)
+    onnx_path = ensure_onnx(model, onnx_path, precision_for(name, device, precision))
     if name == "onnxruntime":
         from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
 

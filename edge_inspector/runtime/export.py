@@ -20,6 +20,7 @@ from edge_inspector.runtime.parity import check_parity, parity_images
 log = logging.getLogger(__name__)
 
 OPSET = 17
+PRECISIONS = ("fp32", "fp16")
 # bumped whenever the exported graph changes shape or inputs (2: bank searched in row blocks):
 # a graph exported by an older edge-inspector is exported again, not fed what it does not expect
 GRAPH_REVISION = 2
@@ -34,7 +35,7 @@ def bank_locations(model: LoadedModel) -> dict[str, int]:
     return {n: (model.input_size // s) ** 2 for n, s in zip(bank_input_names(model), model.model.matched)}
 
 
-def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
+def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None, precision: str = "fp32") -> Path:
     """The artefact's ONNX graph, exported and parity-checked unless a current one is there.
 
     A sidecar JSON records the artefact's hash and the graph revision: a retrained artefact, or a
@@ -50,30 +51,49 @@ def ensure_onnx(model: LoadedModel, onnx_path: Path | None = None) -> Path:
     if onnx_path.is_file() and sidecar.is_file():
         try:
             recorded = json.loads(sidecar.read_text())
-            if recorded.get("artefact_sha256") == digest and recorded.get("graph_revision") == GRAPH_REVISION:
+            if recorded.get("artefact_sha256") == digest and recorded.get("graph_revision") == GRAPH_REVISION \
+                    and recorded.get("precision", "fp32") == precision:
                 return onnx_path
         except ValueError:
             pass  # an unreadable sidecar: export again
     log.info("exporting %s to ONNX (parity is checked first)", onnx_path)
     try:
-        figures = export_checked(model, onnx_path, parity_images(model.input_size))
-        sidecar.write_text(json.dumps({"artefact_sha256": digest, "graph_revision": GRAPH_REVISION, "parity": figures},
-                                      indent=2) + "\n")
+        figures = export_checked(model, onnx_path, parity_images(model.input_size), precision)
+        sidecar.write_text(json.dumps({"artefact_sha256": digest, "graph_revision": GRAPH_REVISION,
+                                       "precision": precision, "parity": figures}, indent=2) + "\n")
     except OSError as exc:  # a read-only or full location: one line that names it
         raise UserError(f"cannot write the exported graph {onnx_path}: {exc.strerror or exc}") from None
     return onnx_path
 
 
-def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:
+class HalfPrecision(torch.nn.Module):
+    """The network in FP16 behind FP32 inputs and outputs; the bank search stays FP32 inside it
+    (memory_bank.search.nearest), so the precision is in the graph for a strongly typed build."""
+
+    def __init__(self, generator: torch.nn.Module):
+        super().__init__()
+        self.generator = generator.half()
+
+    def forward(self, image: torch.Tensor, *banks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        maps, scores = self.generator(image.half(), *banks)
+        return maps.float(), scores.float()
+
+
+def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET, precision: str = "fp32") -> Path:
     """One graph: normalisation -> backbone -> memory matching -> fusion -> decoder -> map and score.
 
     The memory banks are inputs with a dynamic row count, so a recalibrated bank needs no re-export;
     their rows are a whole number of ROW_BLOCK blocks (the backends pad them with pad_bank).
+    precision fp16: the layers in half precision, inputs, outputs and the bank search in float32.
     """
     import onnx
 
+    if precision not in PRECISIONS:
+        raise UserError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
     graph = copy.deepcopy(model.model).eval()
     graph.chunk = None  # one matmul over the whole bank: no slicing that would fix its size
+    if precision == "fp16":
+        graph = HalfPrecision(graph)
     size = model.input_size
     image = torch.zeros(1, 3, size, size)
     names = bank_input_names(model)
@@ -91,16 +111,16 @@ def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET) -> Path:
     return out
 
 
-def export_checked(model: LoadedModel, out: Path, images: np.ndarray) -> dict:
+def export_checked(model: LoadedModel, out: Path, images: np.ndarray, precision: str = "fp32") -> dict:
     """export_onnx, then parity with PyTorch in ONNX Runtime on images; a graph that does not match
     is removed (never left behind to be used) and the mismatch raised with its figures."""
     from edge_inspector.runtime.onnxruntime_backend import OnnxRuntimeBackend
     from edge_inspector.runtime.torch_backend import TorchBackend
 
-    export_onnx(model, out)
+    export_onnx(model, out, precision=precision)
     try:
         return check_parity(TorchBackend(model), OnnxRuntimeBackend(out, [b.numpy() for b in model.banks]), images,
-                            model.threshold)
+                            model.threshold, precision, model.pixel_threshold)
     except UserError:
         Path(out).unlink(missing_ok=True)
         raise

@@ -1,10 +1,14 @@
-"""Build (or reuse) a TensorRT engine from the exported ONNX graph, with the TensorRT 10 API.
+"""Build (or reuse) a TensorRT engine from the exported ONNX graph: TensorRT 10.x (JetPack on a
+Jetson) and 11.x (desktop, PyPI), the version decided at run time.
 
-builder -> network from the ONNX parser -> builder config (FP16, optional INT8 from calibration
-images, a persistent timing cache, one optimisation profile for batch and bank rows) ->
-build_serialized_network. The engine is cached under the models folder by a key of what makes it
-valid: the ONNX graph's hash, the GPU, the TensorRT and CUDA versions, the precision and the
-profile; a changed key builds a new engine, the old one is left for its own key.
+Precision lives in the graph (`export --precision fp16` writes FP16 layers around an FP32 bank
+search): the network is strongly typed on every supported version. TensorRT 11 removed weak typing
+(no BuilderFlag.FP16 / INT8, no INT8 calibrators); 10.12+ needs the STRONGLY_TYPED creation flag
+for the same behaviour, and 11 ignores it. INT8 would need explicit Q/DQ nodes and is refused.
+builder -> strongly typed network from the ONNX parser -> config (workspace, a persistent timing
+cache, one optimisation profile for batch and bank rows) -> build_serialized_network. The engine
+is cached beside the graph under a key of what makes it valid: the graph's hash (its precision
+with it), the GPU, the TensorRT and CUDA versions and the profile.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_inspector.errors import UserError
+from edge_inspector.model.memory_bank.search import pad_bank
 from edge_inspector.runtime import cuda_memory as cm
 from edge_inspector.runtime.tensorrt_limits import check_limits
 
@@ -29,6 +34,7 @@ except ImportError:  # reported by runtime.available()
     trt = None
 
 WORKSPACE_BYTES = 2 << 30
+SUPPORTED_MAJORS = (10, 11)
 
 
 @dataclass(frozen=True)
@@ -39,8 +45,6 @@ class EngineSpec:
     gpu: str
     tensorrt: str
     cuda: str
-    fp16: bool = True
-    int8: bool = False
     max_batch: int = 8
     bank_rows: tuple[tuple[str, int, int], ...] = ()  # (input name, opt rows, max rows)
 
@@ -56,6 +60,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def engine_spec(onnx_path: Path, banks: dict[str, np.ndarray], gpu: str, tensorrt: str, cuda: str,
+                max_batch: int = 8, max_rows_factor: float = 2.0) -> EngineSpec:
+    """What an engine for these banks is built for. The banks' rows are counted padded, as the
+    graph takes them, so that `export` and the service (which pass them unpadded and padded) name
+    the same engine."""
+    rows = tuple((n, int(pad_bank(b).shape[0]), int(pad_bank(b).shape[0] * max_rows_factor)) for n, b in banks.items())
+    return EngineSpec(file_sha256(onnx_path), gpu, tensorrt, cuda, max_batch, rows)
+
+
 def engine_path(onnx_path: Path, spec: EngineSpec) -> Path:
     return Path(onnx_path).with_suffix(f".{spec.key()}.engine")
 
@@ -64,79 +77,60 @@ def _logger():
     return trt.Logger(trt.Logger.WARNING)
 
 
-class _Calibrator(trt.IInt8EntropyCalibrator2 if trt is not None else object):
-    """Feeds calibration images (with the real banks bound) to TensorRT's INT8 calibration."""
+def tensorrt_major() -> int:
+    """The installed TensorRT's major version; one line for an unsupported one."""
+    if trt is None:
+        raise UserError("backend tensorrt unavailable: tensorrt is not installed")
+    major = int(str(trt.__version__).split(".")[0])
+    if major not in SUPPORTED_MAJORS:
+        raise UserError(f"TensorRT {trt.__version__} is not supported: edge-inspector builds with TensorRT 10.x "
+                        "(JetPack) or 11.x")
+    return major
 
-    def __init__(self, images: np.ndarray, banks: dict[str, np.ndarray], cache: Path, batch: int = 4):
-        super().__init__()
-        self.images, self.batch, self.cache, self.pos = images, batch, cache, 0
-        self.image_buf = cm.DeviceBuffer(images[:batch].nbytes)
-        self.bank_bufs = {n: cm.DeviceBuffer.of(b) for n, b in banks.items()}
 
-    def get_batch_size(self) -> int:
-        return self.batch
-
-    def get_batch(self, names):  # noqa: D401 - TensorRT's signature
-        if self.pos + self.batch > len(self.images):
-            return None
-        self.image_buf.upload(np.ascontiguousarray(self.images[self.pos : self.pos + self.batch]))
-        self.pos += self.batch
-        return [self.image_buf.ptr if n == "image" else self.bank_bufs[n].ptr for n in names]
-
-    def read_calibration_cache(self):
-        return self.cache.read_bytes() if self.cache.is_file() else None
-
-    def write_calibration_cache(self, cache) -> None:
-        self.cache.write_bytes(bytes(cache))
+def network_flags() -> int:
+    """Creation flags of a strongly typed network (10.x: the flag; 11: strongly typed always)."""
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    return 0 if flag is None else 1 << int(flag)
 
 
 def build_engine(onnx_path: Path, banks: dict[str, np.ndarray], input_size: int, locations: dict[str, int],
-                 fp16: bool = True, int8_images: np.ndarray | None = None, max_batch: int = 8,
-                 max_rows_factor: float = 2.0, rebuild: bool = False) -> Path:
-    """The engine for this graph on this GPU, built unless the cache holds it. Returns its path."""
-    if trt is None:
-        raise UserError("backend tensorrt unavailable: tensorrt is not installed")
+                 max_batch: int = 8, max_rows_factor: float = 2.0, rebuild: bool = False) -> Path:
+    """The engine for this graph on this GPU, built unless the cache holds it. Returns its path.
+    banks: padded or not, the key is the same (the rows of the padded banks, as the graph takes them)."""
+    tensorrt_major()
     onnx_path = Path(onnx_path)
-    rows = tuple((n, int(b.shape[0]), int(b.shape[0] * max_rows_factor)) for n, b in banks.items())
-    check_limits(onnx_path, locations, max_batch, {n: m for n, _, m in rows})
-    spec = EngineSpec(file_sha256(onnx_path), cm.gpu_name(), trt.__version__, cm.cuda_version(), fp16,
-                      int8_images is not None, max_batch, rows)
+    banks = {n: pad_bank(b) for n, b in banks.items()}
+    spec = engine_spec(onnx_path, banks, cm.gpu_name(), trt.__version__, cm.cuda_version(), max_batch,
+                       max_rows_factor)
+    check_limits(onnx_path, locations, max_batch, {n: m for n, _, m in spec.bank_rows})
     out = engine_path(onnx_path, spec)
     if out.is_file() and not rebuild:
         log.info("TensorRT engine from cache: %s", out)
         return out
 
     builder = trt.Builder(_logger())
-    network = builder.create_network(0)  # TensorRT 10: explicit batch is the only mode
+    network = builder.create_network(network_flags())
     parser = trt.OnnxParser(network, _logger())
     if not parser.parse_from_file(str(onnx_path)):
         errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
         raise UserError(f"{onnx_path}: TensorRT cannot parse the graph: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
-    if fp16:
-        config.set_flag(trt.BuilderFlag.FP16)
-    calibrator = None
-    if int8_images is not None:
-        config.set_flag(trt.BuilderFlag.INT8)
-        calibrator = _Calibrator(int8_images, banks, onnx_path.with_suffix(".int8-calibration"))
-        config.int8_calibrator = calibrator
     profile = builder.create_optimization_profile()
     channels_first = (3, input_size, input_size)
     profile.set_shape("image", (1, *channels_first), (1, *channels_first), (max_batch, *channels_first))
-    for name, opt, most in rows:
+    for name, opt, most in spec.bank_rows:
         dim = int(banks[name].shape[1])
         profile.set_shape(name, (1, dim), (opt, dim), (most, dim))
     config.add_optimization_profile(profile)
-    if calibrator is not None:
-        config.set_calibration_profile(profile)
     # the timing cache is shared by every build on this machine: rebuilds after a recalibration are quick
     cache_file = onnx_path.parent / "tensorrt.timing-cache"
     cache = config.create_timing_cache(cache_file.read_bytes() if cache_file.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
 
-    log.info("building TensorRT engine (%s) for %s; this takes minutes once", "INT8" if calibrator else
-             "FP16" if fp16 else "FP32", spec.gpu)
+    log.info("building a strongly typed TensorRT %s engine for %s; this takes minutes once", trt.__version__,
+             spec.gpu)
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise UserError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")

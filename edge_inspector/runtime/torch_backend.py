@@ -14,13 +14,14 @@ class TorchBackend(Backend):
 
     def __init__(self, model: LoadedModel, device: str = "cpu", fp16: bool | None = None):
         self.device = torch.device(device)
-        # FP16 where the hardware is built for it; the banks keep FP32 distances exact enough either way
+        # FP16 where the hardware is built for it (default on CUDA)
         self.dtype = torch.float16 if (fp16 if fp16 is not None else self.device.type == "cuda") else torch.float32
         self.model = model.model.to(self.device, self.dtype).eval()
         self.swap_banks([b.numpy() for b in model.banks])
 
     def swap_banks(self, banks: list[np.ndarray]) -> None:
-        self.banks = [torch.as_tensor(b).to(self.device, self.dtype) for b in banks]  # uploaded once
+        # uploaded once, and kept in FP32 in every precision: the search runs in FP32 (nearest)
+        self.banks = [torch.as_tensor(b).to(self.device, torch.float32) for b in banks]
 
     @torch.no_grad()
     def infer(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -30,7 +30,7 @@ def cache_dir(cfg, state: Path) -> Path:
 def load_model(cfg, cache: Path):
     """The station's artefact loaded, its backend opened (graphs exported into cache) and warm."""
     from edge_inspector.model.kmdgan.artefact import load_artefact
-    from edge_inspector.runtime import open_backend
+    from edge_inspector.runtime import open_backend, precision_for
 
     if cfg.model.kind != "kmdgan":
         raise ConfigError("model.kind: the line service runs a trained KMDGAN artefact; set model.kind: kmdgan")
@@ -45,8 +45,10 @@ def load_model(cfg, cache: Path):
             cache.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UserError(f"service.cache_dir {cache}: cannot create it ({exc.strerror})") from None
-        graph = cache / f"{path.stem}-{str(model.meta.get('sha256'))[:16]}.onnx"
-    backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device, onnx_path=graph)
+        precision = precision_for(cfg.runtime.backend, cfg.runtime.device, cfg.runtime.precision)
+        graph = cache / f"{path.stem}-{str(model.meta.get('sha256'))[:16]}.{precision}.onnx"
+    backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device, onnx_path=graph,
+                           precision=cfg.runtime.precision)
     backend.warmup(model.input_size)
     return model, backend
 

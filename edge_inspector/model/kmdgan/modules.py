@@ -28,7 +28,7 @@ def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAUL
     q = f.permute(0, 2, 3, 1).reshape(-1, c)
     blank = None if exclude is None else _own_rows(exclude[0], exclude[1], h * w)
     _, idx = nearest(q, bank, chunk, blank)
-    return bank[idx].view(b, h, w, c).permute(0, 3, 1, 2)
+    return bank[idx].to(f.dtype).view(b, h, w, c).permute(0, 3, 1, 2)
 
 
 def _own_rows(owners: torch.Tensor, items: torch.Tensor, per_item: int):
@@ -50,7 +50,8 @@ class MemoryFeatureMatching(nn.Module):
 
     def forward(self, f: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         diff = f - m
-        distance = diff.pow(2).sum(1, keepdim=True).clamp_min(1e-12).sqrt()
+        # the distance in float32 in any precision: it is standardised by small spreads downstream
+        distance = diff.float().pow(2).sum(1, keepdim=True).clamp_min(1e-12).sqrt()
         return torch.cat([f, F.relu(diff), F.relu(-diff)], 1), distance
 
 

@@ -139,7 +139,8 @@ class KMDGANGenerator(nn.Module):
         if self.fusion is not None:
             xs = self.fusion(xs)
         x4, x8, x16 = xs
-        gate = (lambda s, x: self.modulation[str(s)](x, distances[0])) if self.modulation is not None else (lambda s, x: x)
+        gate = (lambda s, x: self.modulation[str(s)](x, distances[0].to(x.dtype))) if self.modulation is not None \
+            else (lambda s, x: x)
         z = gate(16, x16)
         z = gate(8, self.up8(torch.cat([_up(z, x8), x8], 1)))
         z4 = gate(4, self.up4(torch.cat([_up(z, x4), x4], 1)))
@@ -157,7 +158,7 @@ class KMDGANGenerator(nn.Module):
     def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
         """(B, parts): the top-k mean of the mask and, with memory, the aggregated memory distance."""
         k = min(self.arch.top_k, prob[0].numel())
-        parts = [prob.flatten(1).topk(k, dim=1).values.mean(1)]
+        parts = [prob.float().flatten(1).topk(k, dim=1).values.mean(1)]  # float32: standardised by small spreads
         if distances:
             d = distances[self.distance_index]
             parts.append(aggregate(d.flatten(1), mode or self.arch.distance_score))
@@ -172,7 +173,7 @@ class KMDGANGenerator(nn.Module):
         """Image score: the sum of the parts, each standardised by its level on held-out normals."""
         s = self.score_parts(prob, distances)
         n = s.shape[1]
-        return ((s - self.score_center[:n]) / self.score_scale[:n]).sum(1)
+        return ((s - self.score_center[:n].float()) / self.score_scale[:n].float()).sum(1)
 
     def distance_map(self, distances: list[torch.Tensor], size) -> torch.Tensor:
         """(B, 1, H, W) in [0, 1]: the mean over strides of each upsampled distance map, squashed

@@ -25,8 +25,8 @@ from edge_inspector.model.kmdgan.artefact import LoadedModel, load_artefact, sav
 from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, focal_loss
 from edge_inspector.model.kmdgan.modules import PatchDiscriminator
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
-from edge_inspector.model.kmdgan.pool import Banks, Pool, Prepared, as_tensor, build_pool, prepare, set_distance_scale
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
+from edge_inspector.model.kmdgan.pool import Banks, Pool, Prepared, as_tensor, build_pool, prepare, set_distance_scale
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 
 log = logging.getLogger(__name__)

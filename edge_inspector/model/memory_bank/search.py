@@ -14,6 +14,7 @@ import torch
 DEFAULT_CHUNK = 8192
 ROW_BLOCK = 128  # exported graphs search the bank in blocks of this many rows (see nearest)
 FAR = 1e4  # feature value of the rows that pad a bank to a whole number of blocks: never nearest
+# (their squared norm, 1e8 x channels, is only ever computed in float32: see nearest)
 
 
 def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAULT_CHUNK,
@@ -29,6 +30,9 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAU
     blank(d, start): sets to inf, in place, the entries of a distance block (bank rows from start)
     that a query must not match.
     """
+    # in float32 whatever the network's precision: a pad row's squared norm (FAR^2 x channels) and
+    # the distance sums overflow half precision (max 65504); no-ops in a float32 network
+    queries, bank = queries.float(), bank.float()
     q_sq = (queries * queries).sum(1)
     # |m|^2 - 2 q.m as one matmul of [q, 1] and [-2m, |m|^2]: no bias matrix to broadcast into
     # the output first (ONNX Runtime's Gemm does), the same cost as addmm in torch
