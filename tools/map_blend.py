@@ -42,6 +42,7 @@ def main() -> int:
     _, holdout = split_holdout(split.train_normal)
     g, size = model.model, model.input_size
 
+    @torch.no_grad()
     def predict(images):
         maps, scores = g(torch.from_numpy(images), *model.banks)
         return maps.numpy(), scores.numpy()
