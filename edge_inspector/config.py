@@ -51,9 +51,7 @@ class KMDGANModelConfig(Strict):
     kind: Literal["kmdgan"] = Field(description="The KMDGAN generator with its memory of normal features.")
     input_size: int = Field(256, ge=64, le=1024, multiple_of=32, description="Square model input in pixels.")
     bank_size: int = Field(KMDGAN_BANK_SIZE, ge=16, description="Memory entries per matched scale.")
-    sampler: Literal["random", "coreset"] = Field(
-        "coreset", description="How each bank is subsampled from the training features (coreset: greedy "
-        "k-center, the same detection as a random bank 2.4x its size; docs/benchmarks.md).")
+    sampler: Literal["random", "coreset"] = Field("coreset", description="Bank subsampling (coreset: greedy k-center).")
     match_strides: list[Literal[8, 16]] = Field([8, 16], min_length=1, description="Backbone strides matched against memory.")
     modules: KMDGANModulesConfig = Field(default_factory=KMDGANModulesConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
@@ -61,6 +59,8 @@ class KMDGANModelConfig(Strict):
     iterations: int | None = Field(None, ge=1, description="Training iterations; default from the profile.")
     batch_size: int | None = Field(None, ge=2, description="Training batch; default from the profile.")
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
+    copy_paste: float = Field(0.0, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
+                              "few-shot defect, flipped, rotated and brightened, onto a training normal.")
     map_blend: Literal["geometric", "max", "none"] | bool = Field("geometric", description="The anomaly map from the "
                                                                   "mask and memory distance (docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "

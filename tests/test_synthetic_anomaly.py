@@ -37,3 +37,22 @@ def test_perlin_range_and_shape():
     n = perlin((64, 48), (4, 2), np.random.default_rng(0))
     assert n.shape == (64, 48)
     assert np.abs(n).max() <= 1.0 + 1e-6 and n.std() > 0.05
+
+
+def test_a_pasted_real_defect_keeps_its_shape_and_its_mask_is_exact():
+    from edge_inspector.data.synthetic_anomaly import paste_defect
+
+    rng = np.random.default_rng(0)
+    normal = np.full((64, 64, 3), 100, np.uint8)
+    defect = np.full((64, 64, 3), 100, np.uint8)
+    mask = np.zeros((64, 64), bool)
+    mask[10:13, 20:40] = True  # a 3 x 20 scratch
+    defect[mask] = 250
+    for _ in range(20):
+        image, pasted = paste_defect(normal, defect, mask, rng)
+        assert pasted.sum() == mask.sum()  # the whole defect, rotated or mirrored, none of it lost
+        ys, xs = np.nonzero(pasted)
+        assert sorted([np.ptp(ys) + 1, np.ptp(xs) + 1]) == [3, 20]
+        assert (image[pasted] >= 200).all() and (image[~pasted] == 100).all()  # only the defect changed
+    untouched, empty = paste_defect(normal, defect, np.zeros_like(mask), rng)
+    assert not empty.any() and (untouched == normal).all()

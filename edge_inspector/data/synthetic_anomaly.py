@@ -87,3 +87,31 @@ def add_anomaly(image: np.ndarray, rng: np.random.Generator, source: np.ndarray 
     blended = (1 - beta) * image.astype(np.float32) + beta * texture.astype(np.float32)
     out = np.where(mask[..., None], blended, image.astype(np.float32))
     return np.clip(out, 0, 255).astype(np.uint8), mask
+
+
+def paste_defect(image: np.ndarray, defect: np.ndarray, defect_mask: np.ndarray,
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A real defect cut out by its mask, turned by a multiple of 90 degrees, maybe mirrored, its
+    brightness scaled by 0.8-1.2, pasted at a random place of image (both uint8 BGR, same size).
+    Returns (new image, bool mask); an empty defect mask leaves the image as it is."""
+    ys, xs = np.nonzero(defect_mask)
+    if not len(ys):
+        return image.copy(), np.zeros(image.shape[:2], bool)
+    patch = defect[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    shape = defect_mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    k = int(rng.integers(4))
+    patch, shape = np.rot90(patch, k), np.rot90(shape, k)
+    if rng.random() < 0.5:
+        patch, shape = patch[:, ::-1], shape[:, ::-1]
+    h, w = image.shape[:2]
+    ph, pw = min(patch.shape[0], h), min(patch.shape[1], w)
+    patch, shape = patch[:ph, :pw], shape[:ph, :pw]
+    y, x = int(rng.integers(0, h - ph + 1)), int(rng.integers(0, w - pw + 1))
+    out = image.copy()
+    gain = float(rng.uniform(0.8, 1.2))
+    region = out[y : y + ph, x : x + pw]
+    region[shape] = np.clip(patch[shape].astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    mask = np.zeros((h, w), bool)
+    mask[y : y + ph, x : x + pw] = shape
+    return out, mask
+

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data.sample import Split
-from edge_inspector.data.synthetic_anomaly import add_anomaly, procedural_texture
+from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect, procedural_texture
 from edge_inspector.errors import UserError
 from edge_inspector.model.backbone import EfficientNetLite0Features
 from edge_inspector.model.kmdgan.artefact import LoadedModel, load_artefact, save_artefact
@@ -45,8 +45,9 @@ class BatchMaker:
     """Mixes cached normals, cached real anomalies (flipped) and fresh synthetic anomalies."""
 
     def __init__(self, model: KMDGANGenerator, normals: Pool, few: Pool, banks: Banks, batch_size: int,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, copy_paste: float = 0.0):
         self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
+        self.copy_paste = copy_paste if len(few.images) else 0.0  # share of pasted real defects
         self.n_few = min(2 if batch_size >= 4 else 1, len(few.images))
         self.n_syn = (batch_size - self.n_few) // 2
         self.n_normal = batch_size - self.n_few - self.n_syn
@@ -57,6 +58,14 @@ class BatchMaker:
         rng, n = self.rng, len(self.normals.images)
         images, masks, owners = [], [], []
         for j in rng.choice(n, self.n_syn):
+            if self.copy_paste and rng.random() < self.copy_paste:
+                k = int(rng.integers(len(self.few.images)))
+                image, mask = paste_defect(self.normals.images[j], self.few.images[k], self.few.masks[k], rng)
+                if mask.any():
+                    images.append(image)
+                    masks.append(mask)
+                    owners.append(int(j))
+                    continue
             if rng.random() < 0.5:
                 source = self.normals.images[rng.integers(n)]
             else:
@@ -171,7 +180,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     optimisation = Optimisation(model, cfg, iterations, device)
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
-    make_batch = BatchMaker(maker, prepared.normals, prepared.few, banks, batch_size, rng)
+    make_batch = BatchMaker(maker, prepared.normals, prepared.few, banks, batch_size, rng, cfg.copy_paste)
     start_it = 0
     if resume and checkpoint.is_file():
         start_it = optimisation.restore(checkpoint, rng)
@@ -196,6 +205,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "train_normals": len(prepared.normals.images), "few_shot": len(split.few_shot),
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
                 "adversarial": cfg.modules.adversarial, "adversarial_weight": cfg.adversarial_weight,
+                "copy_paste": cfg.copy_paste,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
