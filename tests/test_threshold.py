@@ -33,3 +33,11 @@ def test_score_mode_chosen_by_separation():
     mode, aucs = choose_score_mode(normal, anomalous)
     assert mode == "mean" and aucs["mean"] == 1.0 and aucs["max"] < 0.5
     assert choose_score_mode(normal, None) == ("max", {})
+
+
+def test_the_false_reject_bound_says_what_few_held_out_normals_cannot():
+    from edge_inspector.model.scoring import rate_upper_bound
+
+    assert rate_upper_bound(0, 76) == pytest.approx(0.048, abs=0.001)  # 0 of 76: up to 4.8 %
+    assert rate_upper_bound(0, 1000) < 0.004 < rate_upper_bound(1, 76)
+    assert rate_upper_bound(5, 10) < 1.0 and rate_upper_bound(0, 0) == 1.0

@@ -13,6 +13,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_inspector.model.scoring import rate_upper_bound
+
 
 def overlay(image: np.ndarray, predicted: np.ndarray | None, truth: np.ndarray | None = None) -> np.ndarray:
     """BGR image with the predicted mask tinted red and the true mask outlined green."""
@@ -52,6 +54,25 @@ def score_plot(path: Path, normal: np.ndarray, defect: np.ndarray, threshold: fl
     return path
 
 
+def trade_off(threshold: float, normal: np.ndarray, defect: np.ndarray) -> list[dict]:
+    """False rejects (with their 95 % upper bound) and escapes at the chosen threshold and at lower
+    ones (held-out normal score quantiles): what a stricter setting would cost and catch."""
+    levels = [threshold] + [float(np.quantile(normal, q)) for q in (0.98, 0.95, 0.9) if len(normal)]
+    rows = []
+    for t in sorted(set(levels), reverse=True):
+        k = int((normal >= t).sum())
+        rows.append({"threshold": round(t, 4), "false_rejects": k / max(len(normal), 1),
+                     "false_rejects_upper_95": rate_upper_bound(k, len(normal)),
+                     "escapes": float((defect < t).mean()) if len(defect) else None})
+    return rows
+
+
+def _trade_off_row(r: dict) -> str:
+    escapes = "-" if r["escapes"] is None else f"{r['escapes']:.1%}"
+    return (f"<tr><td>{r['threshold']:.4f}</td><td>{r['false_rejects']:.1%} (up to "
+            f"{r['false_rejects_upper_95']:.1%})</td><td>{escapes}</td></tr>")
+
+
 def write_report(folder: Path, station: str, threshold: float, normal_scores: np.ndarray, defect_scores: np.ndarray,
                  overlays: list[tuple[str, np.ndarray]], collection: dict, training: dict) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
@@ -67,6 +88,8 @@ def write_report(folder: Path, station: str, threshold: float, normal_scores: np
                    "trained on these few defects)" if len(defect_scores) else
                    "not estimated: no labelled defect samples; trained on synthetic anomalies alone "
                    "(add some with calibrate --defects)")
+    upper = rate_upper_bound(int((normal_scores >= threshold).sum()), len(normal_scores))
+    rows = "".join(_trade_off_row(r) for r in trade_off(threshold, normal_scores, defect_scores))
     rejected = "".join(f"<li>{html.escape(str(src))}: {html.escape(reason)}</li>"
                        for src, reason in collection.get("rejected", []))
     figures = "".join(f'<figure><img src="{n}" width="256"><figcaption>{html.escape(c)}</figcaption></figure>'
@@ -78,11 +101,15 @@ td,th{{padding:2px 10px;text-align:left}}</style></head><body>
 <h1>Calibration report: {html.escape(station)}</h1>
 <table>
 <tr><th>operating threshold</th><td>{threshold:.4f}</td></tr>
-<tr><th>expected false-reject rate</th><td>{frr:.1%} of {len(normal_scores)} held-out normals at or above it</td></tr>
+<tr><th>expected false-reject rate</th><td>{frr:.1%} of {len(normal_scores)} held-out normals at or above it;
+ with so few, the rate may really be up to {upper:.1%} (95 % Wilson bound)</td></tr>
 <tr><th>expected escape rate</th><td>{escape_text}</td></tr>
 <tr><th>normal samples kept / rejected</th><td>{collection.get('kept', '-')} / {len(collection.get('rejected', []))}</td></tr>
 <tr><th>training</th><td>{training.get('iterations')} iterations, {training.get('seconds')} s</td></tr>
 </table>
+<h2>Trade-off</h2><p>What a lower threshold would cost in false rejects and catch in escapes (escapes on
+the defect samples, optimistic: the model was trained on them).</p>
+<table><tr><th>threshold</th><th>false rejects (held-out normals)</th><th>escapes</th></tr>{rows}</table>
 <h2>Score distributions</h2><img src="scores.png" alt="score distributions">
 <h2>Overlays</h2><p>Red: the model's defect mask. Green outline: the labelled defect.</p>{figures}
 <h2>Rejected frames</h2><ul>{rejected or '<li>none</li>'}</ul>

@@ -15,7 +15,7 @@ import torch
 
 from edge_inspector.calibration import store
 from edge_inspector.calibration.collect import grab, import_defects, store_normals
-from edge_inspector.calibration.report import overlay, write_report
+from edge_inspector.calibration.report import overlay, trade_off, write_report
 from edge_inspector.data.folder import list_images
 from edge_inspector.data.imageio import from_tensor_layout
 from edge_inspector.data.loader import iter_batches
@@ -95,6 +95,7 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
               "held_out_normals": len(normal_scores),
               "expected_false_reject_rate": float((normal_scores >= model.threshold).mean()) if len(normal_scores) else None,
               "expected_escape_rate": float((defect_scores < model.threshold).mean()) if len(defect_scores) else None,
+              "trade_off": trade_off(model.threshold, normal_scores, defect_scores),
               "report": "report/index.html"}
     (work / "calibration.json").write_text(json.dumps(record, indent=2) + "\n")
     work.rename(version)

@@ -86,3 +86,15 @@ def choose_score_mode(normal: torch.Tensor, anomalous: torch.Tensor | None) -> t
     aucs = {m: round(roc_auc(labels, torch.cat([aggregate(normal, m), aggregate(anomalous, m)]).numpy()), 4)
             for m in SCORE_MODES}
     return max(SCORE_MODES, key=lambda m: aucs[m]), aucs  # ties: the first in SCORE_MODES
+
+
+def rate_upper_bound(hits: int, n: int, z: float = 1.96) -> float:
+    """Upper end of the Wilson score interval (95 % by default) of a rate seen as hits in n: what a
+    rate measured on few images may really be (0 of 76 held-out normals rejected: up to 4.8 %)."""
+    if n == 0:
+        return 1.0
+    p = hits / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float(min(1.0, (centre + spread) / (1 + z * z / n)))
+
