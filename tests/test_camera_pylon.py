@@ -109,3 +109,48 @@ def test_every_verdict_of_a_triggered_basler_camera_carries_its_own_part_id(tiny
     assert all(v["verdict"] != "ERROR" for v in seen if v["part_id"] != "P-lost")
     lost = seen[4]
     assert lost["verdict"] != "ERROR" or "camera lost before the image" in lost["error"]
+
+
+class SkippingCamera:
+    """What the emulator cannot do: deliver an image after skipping one (a lost frame)."""
+
+    class Result:
+        def IsValid(self):
+            return True
+
+        def GetNumberOfSkippedImages(self):
+            return 1
+
+        def GrabSucceeded(self):
+            return False  # keeps the pixel converter out of it; the part id matching is the point
+
+        def GetErrorDescription(self):
+            return "incomplete"
+
+        def Release(self):
+            pass
+
+    def IsCameraDeviceRemoved(self):
+        return False
+
+    def IsGrabbing(self):
+        return True
+
+    def RetrieveResult(self, *args):
+        return self.Result()
+
+
+def test_a_skipped_image_costs_its_own_part_an_error_verdict_not_the_next_part_its_id():
+    from edge_inspector.cameras.pylon import PylonCamera
+    from edge_inspector.config import StationConfig
+
+    cfg = StationConfig.model_validate({"station": "s", "model": {"kind": "kmdgan"},
+                                        "camera": {"type": "pylon", "trigger": "software"}}).camera
+    camera = PylonCamera(cfg)
+    camera.cam = SkippingCamera()
+    camera.pending = ["A", "B", "C"]
+    frame = camera.grab(0.1)
+    assert frame.part_id == "B"  # A's image was the one skipped
+    orphan = camera.take_orphan()
+    assert orphan.part_id == "A" and orphan.orphaned and "skipped 1 image" in orphan.error
+    assert camera.pending == ["C"] and camera.take_orphan() is None

@@ -1,7 +1,8 @@
 """Basler cameras through pypylon: chosen by serial number or user-defined name, free-run (latest
 image) or triggered (software or hardware line), exposure / gain / pixel format / ROI from the
 config, frames converted to BGR or mono. Any pylon error while grabbing counts as a lost camera,
-which the Reconnecting wrapper reopens with back-off.
+which the Reconnecting wrapper reopens with back-off. Triggered images are matched to part ids in
+trigger order; where the camera counts images it skipped, their part ids get ERROR verdicts.
 """
 
 from __future__ import annotations
@@ -141,8 +142,14 @@ class PylonCamera(Camera):
                 return None  # no trigger came: not a fault
             raise CameraLost(f"no image within {self.cfg.timeout_ms} ms")
         try:
+            # the camera's own count of images it skipped before this one (its frame counter):
+            # the triggers of those images get ERROR verdicts instead of this image's verdict
+            skipped = result.GetNumberOfSkippedImages() if self.triggered else 0
             part_id = None
             with self.lock:
+                for _ in range(min(skipped, max(len(self.pending) - 1, 0))):
+                    self.orphans.append((self.pending.pop(0), f"its image was lost: the camera skipped {skipped} "
+                                                              "image(s) before the next one"))
                 if self.pending:
                     part_id = self.pending.pop(0)
             if not result.GrabSucceeded():
