@@ -229,7 +229,7 @@ class MqttLink:
         if not self.sender.is_alive():
             return "MQTT sender thread ended"
         if time.monotonic() - self.beat > limit_s:
-            return f"MQTT sender thread stalled for {time.monotonic() - self.beat:.0f} s"
+            return f"MQTT sender thread stalled for over {limit_s:.0f} s"
         network = getattr(self.client, "_thread", None)  # paho's loop_start thread
         if network is not None and not network.is_alive():
             return "MQTT network thread ended"

@@ -194,12 +194,13 @@ class LineService(ServiceControl):
         that died or hangs stops the pings, and systemd restarts the service."""
         now = time.monotonic()
         stalled = None
-        if not capture.is_alive() and not self.stop_event.is_set():
-            stalled = "capture thread ended"
-        elif now - self.beats["capture"] > STALL_S:
-            stalled = f"capture thread stalled for {now - self.beats['capture']:.0f} s"
-        elif self.link is not None and (why := self.link.stalled(STALL_S)):
-            stalled = why
+        if not self.stop_event.is_set():  # stopping, capture ends on purpose while the queue drains
+            if not capture.is_alive():
+                stalled = "capture thread ended"
+            elif now - self.beats["capture"] > STALL_S:
+                stalled = f"capture thread stalled for over {STALL_S:.0f} s"
+        if stalled is None and self.link is not None:
+            stalled = self.link.stalled(STALL_S)
         if stalled != self.stalled:
             if stalled:
                 log.error("watchdog withheld: %s", stalled)
