@@ -186,7 +186,7 @@ class MqttConfig(Strict):
 class RuntimeConfig(Strict):
     backend: Literal["torch", "onnxruntime", "tensorrt"] = Field("torch", description="Inference backend.")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="torch device: cpu, cuda or cuda:N.")
-    precision: Literal["auto", "fp32", "fp16"] = Field("auto", description="auto: fp16 on a GPU, fp32 on a CPU.")
+    precision: Literal["auto", "fp32", "fp16"] = Field("auto", description="auto: fp32 (FP16: docs/benchmarks.md).")
 
 
 class InspectionConfig(Strict):

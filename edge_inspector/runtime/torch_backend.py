@@ -14,8 +14,8 @@ class TorchBackend(Backend):
 
     def __init__(self, model: LoadedModel, device: str = "cpu", fp16: bool | None = None):
         self.device = torch.device(device)
-        # FP16 where the hardware is built for it (default on CUDA)
-        self.dtype = torch.float16 if (fp16 if fp16 is not None else self.device.type == "cuda") else torch.float32
+        # FP16 only when asked (runtime.precision): it is not verdict-equal on every model
+        self.dtype = torch.float16 if fp16 else torch.float32
         self.model = model.model.to(self.device, self.dtype).eval()
         self.swap_banks([b.numpy() for b in model.banks])
 

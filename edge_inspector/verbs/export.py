@@ -28,8 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--root", type=Path, help="dataset folder for --dataset")
     p.add_argument("--category", help="dataset category for --dataset (MVTec AD, VisA)")
     p.add_argument("--precision", choices=["fp32", "fp16"], help="precision of the graph (and so of a TensorRT "
-                   "engine, strongly typed): fp16 keeps the bank search in fp32 (default: fp32 for onnx, fp16 for "
-                   "tensorrt)")
+                   "engine, strongly typed): fp16 runs the decoder in fp16, the backbone, bank search, distances "
+                   "and score in fp32 (default fp32)")
     p.add_argument("--int8", action="store_true", help="refused: INT8 needs explicit quantization in the graph")
     p.add_argument("--max-batch", type=int, default=8, help="tensorrt: largest batch of the engine (default 8)")
     p.add_argument("--rebuild", action="store_true", help="tensorrt: build even when the cache holds the engine")
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--int8: refused. TensorRT 11 builds INT8 only from explicit Q/DQ nodes in the graph, which "
                         "this export does not write (and no accuracy figure has earned it); use --precision fp16")
     require("onnxruntime" if args.format == "onnx" else "tensorrt")
-    precision = args.precision or ("fp32" if args.format == "onnx" else "fp16")
+    precision = args.precision or "fp32"
     model = load_artefact(args.artefact)
     images = _images(args, model.input_size)
     out = args.out or args.artefact.with_suffix(".onnx" if precision == "fp32" else f".{precision}.onnx")

@@ -135,7 +135,8 @@ class KMDGANGenerator(nn.Module):
                 i = self.matched.index(s)
                 f, d = self.matching(f, memories[i])
                 distances.append(d / (self.distance_scale[i] * self.position(i)))
-            xs.append(proj(f))
+            # an FP16 graph (export.HalfPrecision) runs the backbone and matching in FP32: to the decoder's type here
+            xs.append(proj(f.to(proj[0].weight.dtype)))
         if self.fusion is not None:
             xs = self.fusion(xs)
         x4, x8, x16 = xs
@@ -146,10 +147,15 @@ class KMDGANGenerator(nn.Module):
         z4 = gate(4, self.up4(torch.cat([_up(z, x4), x4], 1)))
         z = self.up2(_up(z4, scale=2))
         if self.hybrid is not None:
-            z = self.hybrid(z, image, z4)
+            z = self.hybrid(z, image.to(z.dtype), z4)
         # the head works at stride 2 and its logits are upsampled: full-resolution layers cost 4x
         # as much and would not let the fast profile train on a 2-core CPU in its budget
-        return _up(self.head(z), size=image.shape[-2:]), distances
+        return _up(self.head(z), size=image.shape[-2:]).float(), distances
+
+    def float_buffers(self) -> None:
+        """The calibration levels back in float32, for an FP16 graph whose distances and score stay FP32."""
+        for name, buf in list(self.named_buffers(recurse=False)):
+            setattr(self, name, buf.float())
 
     def position(self, i: int) -> torch.Tensor | float:
         """The positional profile of matched stride i (mean 1 over the map), or 1 without one."""
