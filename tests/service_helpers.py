@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 from pathlib import Path
 
 import yaml
 
+from edge_inspector.config import load_config
 from edge_inspector.service.pipeline import LineService
+from tests.mqtt_helpers import Collector
 
 
 def station(tmp_path: Path, model, camera: dict, broker_port: int | None, **extra) -> Path:
@@ -47,3 +50,21 @@ class NotifySocket:
                 self.messages.append(self.sock.recv(4096).decode())
             except socket.timeout:
                 pass
+
+
+@contextlib.contextmanager
+def triggered_station_online(tmp_path: Path, model, frames: Path, broker):
+    """(service, subscriber) for a station with a software-triggered replay camera on a broker of
+    the test's own, once its status says online; stopped and closed afterwards."""
+    collector = Collector(broker.port, "edge-inspector/st1/#")
+    camera = {"type": "folder", "path": str(frames), "trigger": "software"}
+    service = LineService(load_config(station(tmp_path, model, camera, broker.port)))
+    runner = start(service)
+    try:
+        assert collector.wait(lambda c: c.on("/status") and c.on("/status")[-1] == b"online", 60)
+        yield service, collector
+    finally:
+        service.stop_event.set()
+        runner.join(60)
+        collector.close()
+

@@ -9,7 +9,7 @@ import time
 from edge_inspector.config import load_config
 from edge_inspector.service.pipeline import LineService
 from tests.mqtt_helpers import Broker, Collector, needs_mosquitto
-from tests.service_helpers import start, station
+from tests.service_helpers import start, station, triggered_station_online
 
 pytestmark = needs_mosquitto
 
@@ -39,35 +39,25 @@ def test_a_thousand_hostile_commands_change_nothing_and_the_link_still_answers(t
                                                                                caplog):
     _, model = tiny_kmdgan
     payloads = hostile_payloads(1000)
-    with Broker(tmp_path / "broker") as broker:
-        collector = Collector(broker.port, "edge-inspector/st1/#")
-        cfg = load_config(station(tmp_path, model, {"type": "folder", "path": str(replay_200), "trigger": "software"},
-                                  broker.port))
-        service = LineService(cfg)
-        runner = start(service)
-        try:
-            assert collector.wait(lambda c: c.on("/status") and c.on("/status")[-1] == b"online", 60)
-            for p in payloads:
-                collector.client.publish("edge-inspector/st1/command", p, qos=1)
-            # every malformed payload is answered with an error, none gets through
-            assert collector.wait(lambda c: len(c.on("/reply")) >= len(payloads), 120), len(collector.on("/reply"))
-            replies = [json.loads(r) for r in collector.on("/reply")]
-            assert all(r["ok"] is False and r["error"] for r in replies)
-            assert service.command_errors == len(payloads) and service.counts == {"OK": 0, "NG": 0, "ERROR": 0}
-            assert any("at most 4096" in r["error"] for r in replies)  # the megabyte blob, refused unparsed
-            # the link is alive: status is answered and a trigger gets its verdict with its part id
-            collector.client.publish("edge-inspector/st1/command",
-                                     json.dumps({"command": "status", "request_id": "s1"}).encode(), qos=1)
-            collector.client.publish("edge-inspector/st1/command",
-                                     json.dumps({"command": "trigger", "part_id": "P-after"}).encode(), qos=1)
-            assert collector.wait(lambda c: len(c.verdicts()) == 1, 60)
-            assert collector.verdicts()[0]["part_id"] == "P-after"
-            assert collector.wait(lambda c: any(json.loads(r).get("request_id") == "s1" for r in c.on("/reply")), 30)
-            assert service.link.client._thread.is_alive()
-        finally:
-            service.stop_event.set()
-            runner.join(60)
-            collector.close()
+    with Broker(tmp_path / "broker") as broker, \
+            triggered_station_online(tmp_path, model, replay_200, broker) as (service, collector):
+        for p in payloads:
+            collector.client.publish("edge-inspector/st1/command", p, qos=1)
+        # every malformed payload is answered with an error, none gets through
+        assert collector.wait(lambda c: len(c.on("/reply")) >= len(payloads), 120), len(collector.on("/reply"))
+        replies = [json.loads(r) for r in collector.on("/reply")]
+        assert all(r["ok"] is False and r["error"] for r in replies)
+        assert service.command_errors == len(payloads) and service.counts == {"OK": 0, "NG": 0, "ERROR": 0}
+        assert any("at most 4096" in r["error"] for r in replies)  # the megabyte blob, refused unparsed
+        # the link is alive: status is answered and a trigger gets its verdict with its part id
+        collector.client.publish("edge-inspector/st1/command",
+                                 json.dumps({"command": "status", "request_id": "s1"}).encode(), qos=1)
+        collector.client.publish("edge-inspector/st1/command",
+                                 json.dumps({"command": "trigger", "part_id": "P-after"}).encode(), qos=1)
+        assert collector.wait(lambda c: len(c.verdicts()) == 1, 60)
+        assert collector.verdicts()[0]["part_id"] == "P-after"
+        assert collector.wait(lambda c: any(json.loads(r).get("request_id") == "s1" for r in c.on("/reply")), 30)
+        assert service.link.client._thread.is_alive()
     # no network string forged a log line of its own
     assert not any("\n" in r.getMessage() for r in caplog.records if "command" in r.getMessage())
 

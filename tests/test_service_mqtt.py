@@ -12,7 +12,7 @@ import time
 from edge_inspector.config import load_config
 from edge_inspector.service.pipeline import LineService
 from tests.mqtt_helpers import Broker, Collector, first_seen_order, needs_mosquitto
-from tests.service_helpers import NotifySocket, start, station
+from tests.service_helpers import NotifySocket, start, station, triggered_station_online
 
 pytestmark = needs_mosquitto
 
@@ -58,36 +58,26 @@ def test_no_verdict_is_lost_while_the_broker_is_down(tiny_kmdgan, replay_200, tm
 
 def test_commands_bad_ones_are_answered_and_change_nothing(tiny_kmdgan, replay_200, tmp_path):
     _, model = tiny_kmdgan
-    with Broker(tmp_path / "broker") as broker:
-        collector = Collector(broker.port, "edge-inspector/st1/#")
-        cfg = load_config(station(tmp_path, model, {"type": "folder", "path": str(replay_200), "trigger": "software"},
-                                  broker.port))
-        service = LineService(cfg)
-        runner = start(service)
-        try:
-            assert collector.wait(lambda c: c.on("/status") and c.on("/status")[-1] == b"online", 60)
-            send = lambda payload: collector.client.publish("edge-inspector/st1/command", payload, qos=1)
-            send(b"{not json")
-            send(json.dumps({"command": "self-destruct", "request_id": "bad-1"}).encode())
-            for i in range(3):
-                send(json.dumps({"command": "trigger", "part_id": f"P{i}", "request_id": f"t{i}"}).encode())
-            assert collector.wait(lambda c: len(c.verdicts()) == 3, 60)
-            send(json.dumps({"command": "status", "request_id": "s1"}).encode())
-            send(json.dumps({"command": "reload", "request_id": "r1"}).encode())
-            assert collector.wait(lambda c: len(c.on("/reply")) == 7, 30)
-            replies = {r.get("request_id"): r for r in map(json.loads, collector.on("/reply"))}
-            assert replies[None]["ok"] is False and "not JSON" in replies[None]["error"]
-            assert replies["bad-1"]["ok"] is False and "self-destruct" in replies["bad-1"]["error"]
-            assert replies["s1"]["ok"] and replies["s1"]["result"]["verdicts"]["OK"] + \
-                replies["s1"]["result"]["verdicts"]["NG"] == 3
-            assert [v["part_id"] for v in collector.verdicts()] == ["P0", "P1", "P2"]  # one verdict per part
-            assert collector.wait(lambda c: "reloaded_at" in service.state, 30)
-            send(json.dumps({"command": "trigger", "part_id": "after-reload"}).encode())
-            assert collector.wait(lambda c: len(c.verdicts()) == 4, 30)  # still inspecting
-        finally:
-            service.stop_event.set()
-            runner.join(60)
-            collector.close()
+    with Broker(tmp_path / "broker") as broker, \
+            triggered_station_online(tmp_path, model, replay_200, broker) as (service, collector):
+        send = lambda payload: collector.client.publish("edge-inspector/st1/command", payload, qos=1)
+        send(b"{not json")
+        send(json.dumps({"command": "self-destruct", "request_id": "bad-1"}).encode())
+        for i in range(3):
+            send(json.dumps({"command": "trigger", "part_id": f"P{i}", "request_id": f"t{i}"}).encode())
+        assert collector.wait(lambda c: len(c.verdicts()) == 3, 60)
+        send(json.dumps({"command": "status", "request_id": "s1"}).encode())
+        send(json.dumps({"command": "reload", "request_id": "r1"}).encode())
+        assert collector.wait(lambda c: len(c.on("/reply")) == 7, 30)
+        replies = {r.get("request_id"): r for r in map(json.loads, collector.on("/reply"))}
+        assert replies[None]["ok"] is False and "not JSON" in replies[None]["error"]
+        assert replies["bad-1"]["ok"] is False and "self-destruct" in replies["bad-1"]["error"]
+        assert replies["s1"]["ok"] and replies["s1"]["result"]["verdicts"]["OK"] + \
+            replies["s1"]["result"]["verdicts"]["NG"] == 3
+        assert [v["part_id"] for v in collector.verdicts()] == ["P0", "P1", "P2"]  # one verdict per part
+        assert collector.wait(lambda c: "reloaded_at" in service.state, 30)
+        send(json.dumps({"command": "trigger", "part_id": "after-reload"}).encode())
+        assert collector.wait(lambda c: len(c.verdicts()) == 4, 30)  # still inspecting
 
 
 def test_refused_credentials_and_unreadable_frames_do_not_stop_the_service(tiny_kmdgan, replay_200, tmp_path,

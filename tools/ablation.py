@@ -16,25 +16,15 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
-from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate
+from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate, numpy_predict
 from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 
 PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
 COLUMNS = list(METRIC_NAMES)
-
-
-def predict_with(model):
-    def predict(images):
-        maps, scores = model(torch.from_numpy(images))
-        return maps.numpy(), scores.numpy()
-
-    return predict
 
 
 def main() -> int:
@@ -76,7 +66,7 @@ def main() -> int:
             threshold, size = model.threshold, cfg.input_size
         # a KMDGAN row counts the shared preparation too: what training it alone would cost
         train_s = model.meta["training"]["seconds"] if row != "baseline" else time.perf_counter() - started
-        result = evaluate(predict_with(model), split, size, threshold, batch_size=1, progress=False)
+        result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False)
         result["train_seconds"] = round(train_s, 1)
         results[row] = result
         print(f"{row}: {result['metrics']} train {train_s:.0f} s, {result['ms_per_image']} ms/image", flush=True)
@@ -84,7 +74,7 @@ def main() -> int:
         if row == "full" and model.model.arch.blend != "none":
             # the map blend is inference only: the same trained model, its learned mask alone as the map
             model.model.arch.map_blend = "none"
-            result = evaluate(predict_with(model), split, size, threshold, batch_size=1, progress=False)
+            result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False)
             model.model.arch.map_blend = blend
             result["train_seconds"] = round(train_s, 1)
             results["full, mask only (no map blend)"] = result

@@ -16,10 +16,8 @@ import json
 import sys
 from pathlib import Path
 
-import torch
-
 from edge_inspector.data import load_split
-from edge_inspector.evaluation.harness import evaluate
+from edge_inspector.evaluation.harness import evaluate, numpy_predict
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.scoring import split_holdout
@@ -41,12 +39,7 @@ def main() -> int:
     split = load_split(args.dataset, args.root, args.category)
     _, holdout = split_holdout(split.train_normal)
     g, size = model.model, model.input_size
-
-    @torch.no_grad()
-    def predict(images):
-        maps, scores = g(torch.from_numpy(images), *model.banks)
-        return maps.numpy(), scores.numpy()
-
+    predict = numpy_predict(model)  # g's blend, set below, is what it runs
     results = {}
     for blend in BLENDS:
         g.arch.map_blend = blend

@@ -32,6 +32,18 @@ METRIC_NAMES = {
 }
 
 
+def numpy_predict(model) -> Predict:
+    """A Predict for a torch model called on an image tensor (a LoadedModel, a MemoryBankScorer)."""
+    import torch
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            maps, scores = model(torch.from_numpy(images))
+        return maps.numpy(), scores.numpy()
+
+    return predict
+
+
 def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_size: int = 1,
              progress: bool = True, pixel_threshold: float | None = None) -> dict:
     """Metrics over split.test; time per image is the model call only (reading excluded)."""

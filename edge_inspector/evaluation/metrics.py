@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_inspector.model.scoring import class_counts, ranked_sums, roc_auc, roc_points
+from edge_inspector.model.scoring import class_counts, dice, ranked_sums, roc_auc, roc_points
 
 AUPRO_FPR_LIMIT = 0.3
 
@@ -115,7 +115,7 @@ def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None) ->
             continue
         inter, union = np.logical_and(pred, truth).sum(), np.logical_or(pred, truth).sum()
         ious.append(inter / union)
-        dices.append(2 * inter / (pred.sum() + truth.sum()))
+        dices.append(dice(pred, truth))
         ratios.append(pred.sum() / truth.sum())
     lo, hi = AREA_BAND
     out = {"pixel_threshold": round(float(pixel_threshold), 4),

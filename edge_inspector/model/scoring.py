@@ -88,6 +88,12 @@ def choose_score_mode(normal: torch.Tensor, anomalous: torch.Tensor | None) -> t
     return max(SCORE_MODES, key=lambda m: aucs[m]), aucs  # ties: the first in SCORE_MODES
 
 
+def dice(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Dice of two boolean masks; 1 when both are empty."""
+    total = pred.sum() + truth.sum()
+    return 1.0 if total == 0 else float(2 * np.logical_and(pred, truth).sum() / total)
+
+
 def rate_upper_bound(hits: int, n: int, z: float = 1.96) -> float:
     """Upper end of the Wilson score interval (95 % by default) of a rate seen as hits in n: what a
     rate measured on few images may really be (0 of 76 held-out normals rejected: up to 4.8 %)."""

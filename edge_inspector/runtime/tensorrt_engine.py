@@ -65,7 +65,8 @@ def engine_spec(onnx_path: Path, banks: dict[str, np.ndarray], gpu: str, tensorr
     """What an engine for these banks is built for. The banks' rows are counted padded, as the
     graph takes them, so that `export` and the service (which pass them unpadded and padded) name
     the same engine."""
-    rows = tuple((n, int(pad_bank(b).shape[0]), int(pad_bank(b).shape[0] * max_rows_factor)) for n, b in banks.items())
+    padded = {n: int(pad_bank(b).shape[0]) for n, b in banks.items()}
+    rows = tuple((n, r, int(r * max_rows_factor)) for n, r in padded.items())
     return EngineSpec(file_sha256(onnx_path), gpu, tensorrt, cuda, max_batch, rows)
 
 
@@ -100,7 +101,6 @@ def build_engine(onnx_path: Path, banks: dict[str, np.ndarray], input_size: int,
     banks: padded or not, the key is the same (the rows of the padded banks, as the graph takes them)."""
     tensorrt_major()
     onnx_path = Path(onnx_path)
-    banks = {n: pad_bank(b) for n, b in banks.items()}
     spec = engine_spec(onnx_path, banks, cm.gpu_name(), trt.__version__, cm.cuda_version(), max_batch,
                        max_rows_factor)
     check_limits(onnx_path, locations, max_batch, {n: m for n, _, m in spec.bank_rows})

@@ -20,11 +20,21 @@ from edge_inspector.service.verdict import encode
 log = logging.getLogger(__name__)
 
 
+def service_folder(configured: Path | None, systemd_variable: str, default: Path) -> Path:
+    """The folder the station file names, else the one systemd gives (StateDirectory= sets
+    $STATE_DIRECTORY, CacheDirectory= $CACHE_DIRECTORY), else default."""
+    if configured is not None:
+        return configured
+    env = os.environ.get(systemd_variable)
+    return Path(env.split(":")[0]) if env else default
+
+
+def state_dir(cfg) -> Path:
+    return service_folder(cfg.service.state_dir, "STATE_DIRECTORY", Path("state") / cfg.station)
+
+
 def cache_dir(cfg, state: Path) -> Path:
-    if cfg.service.cache_dir is not None:
-        return cfg.service.cache_dir
-    env = os.environ.get("CACHE_DIRECTORY")  # systemd's CacheDirectory=
-    return Path(env.split(":")[0]) if env else state / "cache"
+    return service_folder(cfg.service.cache_dir, "CACHE_DIRECTORY", state / "cache")
 
 
 def load_model(cfg, cache: Path):

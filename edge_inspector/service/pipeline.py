@@ -11,11 +11,9 @@ a status change and, for a frame, an ERROR verdict.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 from edge_inspector.cameras import open_camera
 from edge_inspector.cameras.base import Frame
@@ -24,7 +22,7 @@ from edge_inspector.inspection.frame import inspect_frame
 from edge_inspector.inspection.postprocess import decide
 from edge_inspector.service.archive import Archive
 from edge_inspector.service.commands import printable
-from edge_inspector.service.control import ServiceControl, cache_dir, load_model
+from edge_inspector.service.control import ServiceControl, cache_dir, load_model, state_dir
 from edge_inspector.service.frame_queue import FrameQueue
 from edge_inspector.service.metrics import Metrics
 from edge_inspector.service.mqtt import MqttLink, Topics
@@ -38,13 +36,6 @@ FLUSH_TIMEOUT_S = 10.0
 STALL_S = 20.0  # a loop without progress this long stops the watchdog pings (WatchdogSec=30)
 
 
-def state_dir(cfg) -> Path:
-    if cfg.service.state_dir is not None:
-        return cfg.service.state_dir
-    env = os.environ.get("STATE_DIRECTORY")  # systemd's StateDirectory=
-    return Path(env.split(":")[0]) if env else Path("state") / cfg.station
-
-
 class LineService(ServiceControl):
     def __init__(self, cfg, echo=None, exit_when_done: bool = False):
         self.cfg, self.echo, self.exit_when_done = cfg, echo, exit_when_done
@@ -52,7 +43,7 @@ class LineService(ServiceControl):
         self.reload_lock = threading.Lock()
         self.reloader: threading.Thread | None = None
         self.reloaded = None  # (model, backend) loaded beside the running one, swapped in between frames
-        self.beats = {"capture": time.monotonic(), "inference": time.monotonic()}  # last progress of each loop
+        self.capture_beat = time.monotonic()  # the capture loop's last round
         self.stalled: str | None = None
         self.state_lock = threading.Lock()
         self.state: dict = {"state": "starting", "camera_connected": False, "camera_error": None,
@@ -76,7 +67,7 @@ class LineService(ServiceControl):
     # --- threads ---
     def _capture(self) -> None:
         while not self.stop_event.is_set():
-            self.beats["capture"] = time.monotonic()
+            self.capture_beat = time.monotonic()
             frame = self.camera.grab(0.2)
             if frame is None:
                 if self.camera.exhausted and self.exit_when_done and len(self.queue) == 0:
@@ -178,7 +169,6 @@ class LineService(ServiceControl):
         while True:
             self.swap_reloaded()
             item = self.queue.get(0.2)
-            self.beats["inference"] = time.monotonic()
             self.feed_watchdog(capture)
             if item is not None:
                 self.process(*item)
@@ -197,7 +187,7 @@ class LineService(ServiceControl):
         if not self.stop_event.is_set():  # stopping, capture ends on purpose while the queue drains
             if not capture.is_alive():
                 stalled = "capture thread ended"
-            elif now - self.beats["capture"] > STALL_S:
+            elif now - self.capture_beat > STALL_S:
                 stalled = f"capture thread stalled for over {STALL_S:.0f} s"
         if stalled is None and self.link is not None:
             stalled = self.link.stalled(STALL_S)

@@ -79,17 +79,19 @@ def make_line(root: Path, seed: int = 7) -> dict[str, Path]:
 def mask_agreement(verdicts: list[dict], archive: Path, truth: Path) -> tuple[float, float] | None:
     """(mean IoU, median predicted / true area) of the NG masks the service archived for the
     defective parts, against the masks the demo drew; None where there is none."""
-    ious, ratios = [], []
+    from edge_inspector.evaluation.metrics import mask_metrics
+
+    drawn, shipped = [], []
     for v in verdicts:
-        drawn = truth / (v["frame"]["source"] or "")
-        shipped = archive / f"{v['epoch']}-{v['seq']:010d}_mask.png"
-        if v["verdict"] != "NG" or not drawn.is_file() or not shipped.is_file():
-            continue
-        t = cv2.imread(str(drawn), cv2.IMREAD_GRAYSCALE) > 127
-        p = cv2.imread(str(shipped), cv2.IMREAD_GRAYSCALE) > 127
-        ious.append(np.logical_and(p, t).sum() / max(np.logical_or(p, t).sum(), 1))
-        ratios.append(p.sum() / max(t.sum(), 1))
-    return (float(np.mean(ious)), float(np.median(ratios))) if ious else None
+        t = truth / (v["frame"]["source"] or "")
+        p = archive / f"{v['epoch']}-{v['seq']:010d}_mask.png"
+        if v["verdict"] == "NG" and t.is_file() and p.is_file():
+            drawn.append(cv2.imread(str(t), cv2.IMREAD_GRAYSCALE) > 127)
+            shipped.append(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127)
+    if not drawn:
+        return None
+    m = mask_metrics([1] * len(drawn), drawn, shipped, pixel_threshold=0.5)  # the masks are already cut
+    return m["mask_iou"], m["area_ratio_median"]
 
 
 def station_yaml(root: Path, camera: Path, mqtt: tuple[str, int] | None) -> Path:

@@ -48,18 +48,8 @@ def inspection_of(args: argparse.Namespace, cfg):
     return InspectionConfig.model_validate({**base, **{k: v for k, v in updates.items() if v is not None}})
 
 
-def _numpy_predict(model):
-    import torch
-
-    def predict(images):
-        maps, scores = model(torch.from_numpy(images))
-        return maps.numpy(), scores.numpy()
-
-    return predict
-
-
 def run(args: argparse.Namespace) -> int:
-    from edge_inspector.evaluation.harness import evaluate, evaluate_frames, format_table, frames_of, write_json
+    from edge_inspector.evaluation import harness
 
     kind = args.model or ("kmdgan" if args.artefact else None)
     if kind is None and args.config:
@@ -96,18 +86,18 @@ def run(args: argparse.Namespace) -> int:
         if threshold_cfg.override is not None:
             threshold = threshold_cfg.override
         inspection = inspection_of(args, cfg)
+        predict = harness.numpy_predict(model)
         if inspection is None:
-            result = evaluate(_numpy_predict(model), split, model_cfg.input_size, threshold, args.batch_size,
-                              progress=not args.quiet, pixel_threshold=pixel_threshold)
+            result = harness.evaluate(predict, split, model_cfg.input_size, threshold, args.batch_size,
+                                      progress=not args.quiet, pixel_threshold=pixel_threshold)
         else:
-            result = evaluate_frames(frames_of(split.test), _numpy_predict(model), model_cfg.input_size,
-                                     threshold, inspection, args.eval_size or model_cfg.input_size,
-                                     total=len(split.test), progress=not args.quiet,
-                                     pixel_threshold=pixel_threshold)
+            result = harness.evaluate_frames(harness.frames_of(split.test), predict, model_cfg.input_size, threshold,
+                                             inspection, args.eval_size or model_cfg.input_size, total=len(split.test),
+                                             progress=not args.quiet, pixel_threshold=pixel_threshold)
             result["split"] = split.sizes()
     result.update(model=kind, dataset=name, root=str(root), model_config=model_cfg.model_dump(mode="json"),
                   seed=args.seed, **extra)
-    print(format_table(result))
-    out = write_json(result, args.out or Path("reports") / f"eval-{name}-{kind}.json")
+    print(harness.format_table(result))
+    out = harness.write_json(result, args.out or Path("reports") / f"eval-{name}-{kind}.json")
     print(f"\nJSON report: {out}")
     return 0

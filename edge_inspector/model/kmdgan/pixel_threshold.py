@@ -18,6 +18,7 @@ from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import add_anomaly
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
+from edge_inspector.model.scoring import dice
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +33,6 @@ def _maps(model: KMDGANGenerator, banks, images: np.ndarray) -> np.ndarray:
         maps, _ = model(torch.from_numpy(images[start : start + 8]), *banks)
         out.append(maps.numpy())
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[2:], np.float32)
-
-
-def dice(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Dice of two boolean masks; 1 when both are empty."""
-    total = pred.sum() + truth.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(pred, truth).sum() / total)
 
 
 def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
