@@ -103,3 +103,10 @@ def test_cli_bad_config_is_one_line_and_exit_2(tmp_path, capsys):
 def test_cli_missing_config_exit_2(tmp_path, capsys):
     assert main(["eval", "--config", str(tmp_path / "none.yaml")]) == 2
     assert "config file not found" in capsys.readouterr().err
+
+
+def test_sparkplug_ids_with_topic_characters_are_refused_on_their_line(tmp_path):
+    path = write(tmp_path, VALID + "  sparkplug:\n    group_id: line/1\n")
+    assert error_of(path).startswith(f"{path}:12: mqtt.sparkplug.group_id: String should match pattern")
+    cfg = load_config(write(tmp_path, VALID + "  sparkplug:\n    group_id: line1\n    primary_host_id: scada\n"))
+    assert cfg.mqtt.sparkplug.device_id == "camera" and cfg.mqtt.sparkplug.edge_node_id is None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from edge_inspector.verbs.demo import run_demo
 from tests.mqtt_helpers import Broker, Collector, needs_mosquitto
+from tests.sparkplug_helpers import Host
 
 pytestmark = needs_mosquitto
 
@@ -14,12 +15,18 @@ def test_demo_calibrates_runs_and_publishes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # as `make demo` runs it: a relative output folder
     with Broker(tmp_path / "broker") as broker:
         collector = Collector(broker.port, "edge-inspector/demo/#")
+        host = Host(broker.port)
         try:
             out = run_demo(Path("demo"), ("127.0.0.1", broker.port), progress=False)
             verdicts = out["verdicts"]
             assert len(verdicts) == 24
             assert collector.wait(lambda c: len(c.verdicts()) == 24, 30)
+            # and as a Sparkplug B edge node: born, one DDATA per verdict, a death at the end
+            assert [s.kind for s in host.seen[:2]] == ["NBIRTH", "DBIRTH"]
+            assert all(s.topic.startswith("spBv1.0/demo-line/") for s in host.seen)
+            assert len(host.of("DDATA")) == 24 and host.seen[-1].kind == "NDEATH"
         finally:
+            host.close()
             collector.close()
     assert out["report"] == tmp_path / "demo" / "calibration" / "demo" / "versions" / out["version"].name / \
         "report" / "index.html"

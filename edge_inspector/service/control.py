@@ -110,6 +110,12 @@ class ServiceControl:
                 "epoch": self.outbox.epoch, "archive_write_failures": self.archive.failures,
                 "model": None if model is None else self.model_info(), "time": time.time()}
 
+    def sparkplug_status(self) -> dict:
+        """status() with what the Sparkplug node metrics add: thresholds and availability."""
+        loaded = self.model is not None
+        return {**self.status(), "availability": self.availability(),
+                "threshold": self.threshold if loaded else None, "pixel_threshold": self.pixel_threshold if loaded else None}
+
     def model_info(self) -> dict:
         return {"version": self.model.meta.get("version"), "sha256": str(self.model.meta.get("sha256"))[:16],
                 "artefact": Path(self.model.path).name if self.model.path else None, "backend": self.backend.name}

@@ -43,6 +43,30 @@ class Topics:
         return f"{self.mask_prefix}/{seq}"
 
 
+def new_client(cfg, client_id: str) -> mqtt.Client:
+    """A paho client for the station's broker (protocol, credentials, TLS), before its will and
+    callbacks; with a clean session, as the JSON link and the Sparkplug node both want."""
+    protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
+                         clean_session=None if protocol == mqtt.MQTTv5 else True)
+    client.suppress_exceptions = True  # a callback's bug is logged, never kills the network thread
+    client.reconnect_delay_set(1, 30)
+    if cfg.username:
+        client.username_pw_set(cfg.username, cfg.password())
+    tls = cfg.tls
+    if tls:
+        for key in ("ca_file", "cert_file", "key_file"):
+            path = getattr(tls, key)
+            if path is not None and not path.is_file():
+                raise UserError(f"mqtt.tls.{key} {path}: not found")
+        try:
+            client.tls_set(ca_certs=tls.ca_file and str(tls.ca_file), certfile=tls.cert_file and str(tls.cert_file),
+                           keyfile=tls.key_file and str(tls.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            raise UserError(f"mqtt.tls: cannot use the certificate files: {exc}") from None
+    return client
+
+
 class MqttLink:
     def __init__(self, cfg, station: str, outbox: Outbox, on_command: Callable[[bytes], None] | None = None,
                  status: Callable[..., None] | None = None):
@@ -58,35 +82,16 @@ class MqttLink:
         self.refusals = 0  # PUBACKs with a failure reason code, ever
         self.refused: set[int] = set()  # outbox ids refused and not yet taken
         self.last_refusal: str | None = None
-        protocol = mqtt.MQTTv5 if cfg.protocol == "5" else mqtt.MQTTv311
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cfg.client_id or f"edge-inspector-{station}",
-                                  protocol=protocol)
-        self.client.suppress_exceptions = True  # a callback's bug is logged, never kills the network thread
+        self.client = new_client(cfg, cfg.client_id or f"edge-inspector-{station}")
         self.client.max_inflight_messages_set(WINDOW)
-        self.client.reconnect_delay_set(1, 30)
         self.client.will_set(self.topics.status, b"offline", qos=1, retain=True)
         self.availability = "starting"  # what the retained status topic says (docs/mqtt.md)
         self.beat = time.monotonic()  # the sender loop's last round
-        if cfg.username:
-            self.client.username_pw_set(cfg.username, cfg.password())
-        if cfg.tls:
-            for key in ("ca_file", "cert_file", "key_file"):
-                path = getattr(cfg.tls, key)
-                if path is not None and not path.is_file():
-                    raise UserError(f"mqtt.tls.{key} {path}: not found")
-            try:
-                self._tls(cfg.tls)
-            except (ssl.SSLError, OSError, ValueError) as exc:
-                raise UserError(f"mqtt.tls: cannot use the certificate files: {exc}") from None
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self.client.on_message = self._on_message
         self.sender = threading.Thread(target=self._send_loop, name="mqtt-outbox", daemon=True)
-
-    def _tls(self, tls) -> None:
-        self.client.tls_set(ca_certs=tls.ca_file and str(tls.ca_file), certfile=tls.cert_file and str(tls.cert_file),
-                            keyfile=tls.key_file and str(tls.key_file), tls_version=ssl.PROTOCOL_TLS_CLIENT)
 
     # --- callbacks (paho's network thread) ---
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:

@@ -28,6 +28,7 @@ from edge_inspector.service.metrics import Metrics
 from edge_inspector.service.mqtt import MqttLink, Topics
 from edge_inspector.service.notify import Notifier
 from edge_inspector.service.outbox import Outbox
+from edge_inspector.service.sparkplug.node import SparkplugNode
 from edge_inspector.service.verdict import encode, mask_png, verdict_message
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,8 @@ class LineService(ServiceControl):
         self.queue = FrameQueue(cfg.service.queue_size)
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.station) if cfg.mqtt else None
         self.link = MqttLink(cfg.mqtt, cfg.station, self.outbox, self.on_command, self.set_state) if cfg.mqtt else None
+        spb = cfg.mqtt.sparkplug if cfg.mqtt else None
+        self.sparkplug = SparkplugNode(cfg.mqtt, spb, cfg.station, root, self.sparkplug_status) if spb else None
         self.camera = open_camera(cfg.camera, self.set_state)
         self.model = self.backend = None
         self.counts = {"OK": 0, "NG": 0, "ERROR": 0}
@@ -134,6 +137,8 @@ class LineService(ServiceControl):
         for kind, n in self.outbox.dropped.items():
             self.metrics.outbox_dropped.labels(kind).set(n)
         self.counts[verdict] += 1
+        if self.sparkplug is not None:
+            self.sparkplug.verdict(message)
         if verdict == "NG":
             self.archive.add(self.outbox.epoch, seq, frame.image, mask)
         if self.echo:
@@ -156,6 +161,8 @@ class LineService(ServiceControl):
         if self.link is not None:
             self.link.start()
         self.model, self.backend = load_model(self.cfg, self.cache)
+        if self.sparkplug is not None:  # after the model: NBIRTH carries its version, hash and thresholds
+            self.sparkplug.start()
         log.info("model %s on %s warm (threshold %.4f); verdict sequence continues after %d",
                  self.model.path, self.backend.name, self.threshold, self.outbox.last_seq())
         self.answer_orphaned_triggers("trigger accepted before the service stopped (crash, kill or power loss); "
@@ -219,6 +226,8 @@ class LineService(ServiceControl):
                 log.warning("broker did not acknowledge %d message(s) in %.0f s; they stay in the outbox for the "
                             "next start", self.outbox.depth(), FLUSH_TIMEOUT_S)
             self.link.stop()
+        if self.sparkplug is not None:
+            self.sparkplug.stop()
         self.outbox.close()
         self.metrics.close()
         log.info("stopped: %s", self.summary())

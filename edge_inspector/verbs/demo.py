@@ -103,7 +103,7 @@ def station_yaml(root: Path, camera: Path, mqtt: tuple[str, int] | None) -> Path
            "service": {"state_dir": str(root / "state"), "queue_size": 100, "archive_max_items": 100}}
     if mqtt:
         cfg["mqtt"] = {"host": mqtt[0], "port": mqtt[1], "protocol": "5", "publish_mask": "ng",
-                       "client_id": "edge-inspector-demo"}
+                       "client_id": "edge-inspector-demo", "sparkplug": {"group_id": "demo-line"}}
     path = root / "station.yaml"
     path.write_text(yaml.safe_dump(cfg, sort_keys=False))
     return path
@@ -129,7 +129,8 @@ def run_demo(root: Path, mqtt: tuple[str, int] | None | bool = None, progress: b
     report = version / "report" / "index.html"
     print(f"      report: {report}")
     print(f"[3/4] line run over {len(list(folders['line'].iterdir()))} parts"
-          + (f", publishing to {mqtt[0]}:{mqtt[1]} under edge-inspector/demo/" if mqtt else " (no broker)"))
+          + (f", publishing to {mqtt[0]}:{mqtt[1]} under edge-inspector/demo/ and as Sparkplug B edge node "
+             "spBv1.0/demo-line/+/demo" if mqtt else " (no broker)"))
     run_cfg = cfg.model_copy(update={"camera": cfg.camera.model_copy(update={"path": folders["line"]})})
     verdicts = []
 

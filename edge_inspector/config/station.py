@@ -1,25 +1,16 @@
-"""The station configuration: one YAML file per station, validated into typed models. Unknown
-keys are rejected; every error is one line naming the file, YAML line, key path and what was
-expected. Secrets never stand inline: the MQTT password comes from an environment variable or a
-credentials file (systemd's LoadCredential= puts one under $CREDENTIALS_DIRECTORY).
-"""
+"""The station file's sections as typed models (the broker sections live in config/mqtt.py)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field
 
-from edge_inspector.errors import ConfigError
+from edge_inspector.config.base import Strict
+from edge_inspector.config.mqtt import MqttConfig
 
 KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keeps and bench times
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class BackboneConfig(Strict):
@@ -131,58 +122,6 @@ CameraConfig = Annotated[
 ]
 
 
-class TlsConfig(Strict):
-    ca_file: Path | None = Field(None, description="CA bundle; default: the system's.")
-    cert_file: Path | None = Field(None, description="Client certificate for mutual TLS.")
-    key_file: Path | None = Field(None, description="Client key for mutual TLS.")
-
-
-class MqttConfig(Strict):
-    host: str = Field("127.0.0.1", description="Broker host.")
-    port: int = Field(1883, ge=1, le=65535, description="Broker port.")
-    protocol: Literal["3.1.1", "5"] = Field("5", description="MQTT protocol version.")
-    client_id: str | None = Field(None, description="Client id; default: edge-inspector-<station>.")
-    topic_prefix: str = Field("edge-inspector", description="Topics are <prefix>/<station>/...")
-    username: str | None = Field(None, description="User name.")
-    password_env: str | None = Field(None, description="Environment variable that holds the password.")
-    password_file: Path | None = Field(None, description="File that holds the password.")
-    password_credential: str | None = Field(None, description="Name of a systemd credential (LoadCredential=) "
-                                            "that holds the password, read from $CREDENTIALS_DIRECTORY.")
-    tls: TlsConfig | None = Field(None, description="TLS settings; absent: plain TCP.")
-    keepalive: int = Field(30, ge=5, description="Keep-alive in seconds (the last will fires after 1.5x this).")
-    publish_mask: Literal["always", "ng", "never"] = Field("ng", description="When the defect mask PNG is published.")
-    outbox_max_mb: float = Field(256.0, gt=0, description="Disk bound of the outbox of unacknowledged messages.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def no_inline_secret(cls, data: Any) -> Any:
-        if isinstance(data, dict) and "password" in data:
-            raise ValueError("inline passwords are not accepted: use password_env or password_file")
-        return data
-
-    def password(self) -> str | None:
-        """The secret, read when needed so that it never sits in the config object."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
-            return value
-        if self.password_credential:
-            folder = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not folder:
-                raise ConfigError(f"mqtt.password_credential: {self.password_credential}: $CREDENTIALS_DIRECTORY is "
-                                  "not set (only systemd's LoadCredential= provides it)")
-            path = Path(folder) / self.password_credential
-            if not path.is_file():
-                raise ConfigError(f"mqtt.password_credential: no credential {self.password_credential} in {folder}")
-            return path.read_text().strip()
-        if self.password_file:
-            if not self.password_file.is_file():
-                raise ConfigError(f"mqtt.password_file: file not found: {self.password_file}")
-            return self.password_file.read_text().strip()
-        return None
-
-
 class RuntimeConfig(Strict):
     backend: Literal["torch", "onnxruntime", "tensorrt"] = Field("torch", description="Inference backend.")
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?)$", description="torch device: cpu, cuda or cuda:N.")
@@ -229,72 +168,3 @@ class StationConfig(Strict):
     inspection: InspectionConfig = Field(default_factory=InspectionConfig)
     service: ServiceConfig = Field(default_factory=ServiceConfig)
     calibration: CalibrationConfig = Field(default_factory=CalibrationConfig)
-
-
-# tags pydantic inserts into error locations of discriminated unions: not keys of the file
-_UNION_TAGS = {"memory-bank", "kmdgan", "folder", "opencv", "pylon"}
-
-
-def _locate(node: yaml.Node | None, loc: tuple) -> tuple[str, int | None]:
-    """The dotted key path of an error location and the line of the deepest YAML node it reaches."""
-    keys: list[str] = []
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            values = {k.value: (k, v) for k, v in node.value}
-            if str(part) in values:
-                key, node = values[str(part)]
-                line = key.start_mark.line + 1
-            elif part in _UNION_TAGS:
-                continue
-            else:
-                node = None  # a missing key: named, but has no line of its own
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        keys.append(str(part))
-    return ".".join(keys) or "(top)", line
-
-
-def _relative_to(base: Path, config: StationConfig) -> StationConfig:
-    """Resolve relative paths in the config against the config file's folder."""
-    def fix(model: BaseModel) -> None:
-        for name in type(model).model_fields:
-            value = getattr(model, name)
-            if isinstance(value, Path) and not value.is_absolute():
-                object.__setattr__(model, name, base / value)
-            elif isinstance(value, BaseModel):
-                fix(value)
-
-    fix(config)
-    return config
-
-
-def load_config(path: str | Path) -> StationConfig:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
-    text = path.read_text()
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}{where}: invalid YAML: {problem}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level")
-    try:
-        config = StationConfig.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for err in exc.errors():
-            loc = tuple(err["loc"])
-            if err["type"] == "union_tag_invalid":  # point at the `type:` / `kind:` key itself
-                loc += (str(err["ctx"]["discriminator"]).strip("'"),)
-            keys, line = _locate(node, loc)
-            msg = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-            lines.append(f"{path}:{line or '?'}: {keys}: {msg}")
-        raise ConfigError("\n".join(lines)) from None
-    return _relative_to(path.parent, config)
