@@ -162,6 +162,9 @@ def test_birth_comes_before_any_data_and_data_metrics_are_aliases_within_the_bir
             for m in seen.payload.metrics:
                 assert not m.name and own[m.alias] == m.datatype  # alias only, the birth's datatype
     ng = host.of("DDATA")[1].values()
+    first = host.of("DDATA")[0].values()
+    threshold = {m.name: m.alias for m in dbirth.metrics}["Inspection/Threshold"]
+    assert threshold in first and threshold not in ng  # on change: an unchanged metric is not sent again
     alias = {m.name: m.alias for m in dbirth.metrics}
     assert ng[alias["Inspection/Verdict"]] == "NG" and ng[alias["Inspection/Largest Region Area"]] == 42
     counts = {m.name: m.alias for m in nbirth.metrics}
@@ -203,6 +206,10 @@ def test_primary_host_gates_nbirth_and_verdicts_meanwhile_are_replayed_as_histor
         early = [st.verdict(node) for _ in range(3)]
         time.sleep(2)
         assert not host.seen  # no STATE from the host yet: no birth, nothing published
+        for hostile in (b"{not json", b'{"online": "yes", "timestamp": 5000}', b"\xff" * 70000):
+            host.client.publish(f"spBv1.0/STATE/{HOST_ID}", hostile, qos=1).wait_for_publish(5)
+        time.sleep(0.5)
+        assert not host.seen  # none of them is a host's online state
         host.publish_state(HOST_ID, True, 1000)
         assert host.wait(lambda h: len(h.of("DDATA")) == 3)
         assert [s.kind for s in host.seen[:2]] == ["NBIRTH", "DBIRTH"]
@@ -262,9 +269,13 @@ def test_the_line_service_sends_every_verdict_on_both_paths(tiny_kmdgan, replay_
     ddata = [s.values() for s in host.of("DDATA")]
     assert [d[alias["Inspection/Seq"]] for d in ddata] == list(range(1, 13))
     by_seq = {v["seq"]: v for v in collector.verdicts()}
+    held = host.of("DBIRTH")[0].values()  # the host's tags: the birth, then each DATA's changes
+    held = {alias[name]: value for name, value in held.items()}
     for d in ddata:
+        held.update(d)
         v = by_seq[d[alias["Inspection/Seq"]]]
-        assert d[alias["Inspection/Verdict"]] == v["verdict"] and d[alias["Frame/Width"]] == v["frame"]["width"]
+        assert held[alias["Inspection/Verdict"]] == v["verdict"] and held[alias["Frame/Width"]] == v["frame"]["width"]
+        assert held[alias["Inspection/Score"]] == pytest.approx(v["score"])
     nbirth = births(host)[0].values()
     assert nbirth["Model/Hash"] == by_seq[1]["model"]["sha256"] and nbirth["Camera/State"] in ("online", "camera-lost")
     assert host.of("NDEATH")  # the service's clean stop

@@ -55,7 +55,8 @@ class SparkplugNode:
         self.host_online = cfg.primary_host_id is None
         self.host_ts = -1
         self.seq = 0
-        self.sent_node: dict = {}
+        self.sent_node: dict = {}  # what the host holds now: NDATA and DDATA send what differs
+        self.sent_device: dict = {}
         self.last_device: dict = {}
         self.worker = threading.Thread(target=self._work, name="sparkplug", daemon=True)
 
@@ -163,6 +164,7 @@ class SparkplugNode:
         self.sent_node = values
         device = {d.name: self.last_device.get(d.name) for d in tags.DEVICE}
         self._publish("DBIRTH", spb.encode(tags.metrics(device), self._next_seq(), birth=True))
+        self.sent_device = device
         self.born = True
         log.info("sparkplug: NBIRTH and DBIRTH sent as %s (bdSeq %d)", self.topics.of("NBIRTH"), self.session_bd)
 
@@ -188,8 +190,13 @@ class SparkplugNode:
         self._device_data(values)
 
     def _device_data(self, values: dict, historical: bool = False) -> bool:
-        timestamp = values.get("Inspection/Captured At") if historical else None
-        data = spb.encode(tags.metrics(values), self._next_seq(), timestamp=timestamp, historical=historical)
+        """Live: the metrics that changed. Historical: the whole record, stamped with its capture time."""
+        if historical:
+            sent, timestamp = values, values.get("Inspection/Captured At")
+        else:
+            sent, timestamp = {k: v for k, v in values.items() if self.sent_device.get(k) != v}, None
+            self.sent_device = values
+        data = spb.encode(tags.metrics(sent), self._next_seq(), timestamp=timestamp, historical=historical)
         return self._publish("DDATA", data).rc == mqtt.MQTT_ERR_SUCCESS
 
     def _replay(self) -> None:
