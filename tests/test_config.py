@@ -110,3 +110,10 @@ def test_sparkplug_ids_with_topic_characters_are_refused_on_their_line(tmp_path)
     assert error_of(path).startswith(f"{path}:12: mqtt.sparkplug.group_id: String should match pattern")
     cfg = load_config(write(tmp_path, VALID + "  sparkplug:\n    group_id: line1\n    primary_host_id: scada\n"))
     assert cfg.mqtt.sparkplug.device_id == "camera" and cfg.mqtt.sparkplug.edge_node_id is None
+
+
+def test_a_page_beyond_loopback_without_a_token_is_refused_on_its_line(tmp_path):
+    path = write(tmp_path, VALID + "service:\n  http:\n    host: 0.0.0.0\n")
+    assert error_of(path).startswith(f"{path}:12: service.http: Value error, host 0.0.0.0 reaches beyond this machine")
+    cfg = load_config(write(tmp_path, VALID + "service:\n  http:\n    port: 8081\n"))
+    assert cfg.service.http.host == "127.0.0.1" and cfg.service.http.token() is None

@@ -90,12 +90,15 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
     report = write_report(work / "report", cfg.station, model.threshold, normal_scores, defect_scores, overlays,
                           collection, training)
     record = {"station": cfg.station, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "threshold": model.threshold, "model_sha256": model.meta["sha256"],
+              "threshold": model.threshold, "pixel_threshold": model.pixel_threshold, "model_sha256": model.meta["sha256"],
               "normal_samples": len(split.train_normal), "defect_samples": len(split.few_shot),
               "held_out_normals": len(normal_scores),
               "expected_false_reject_rate": float((normal_scores >= model.threshold).mean()) if len(normal_scores) else None,
               "expected_escape_rate": float((defect_scores < model.threshold).mean()) if len(defect_scores) else None,
               "trade_off": trade_off(model.threshold, normal_scores, defect_scores),
+              # what the commissioning page's threshold tuning replays
+              "held_out_scores": {"normal": [round(float(s), 5) for s in normal_scores],
+                                  "defect": [round(float(s), 5) for s in defect_scores]},
               "report": "report/index.html"}
     (work / "calibration.json").write_text(json.dumps(record, indent=2) + "\n")
     work.rename(version)

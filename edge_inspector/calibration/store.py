@@ -7,7 +7,9 @@ rename(2), so a reader (the service's reload) sees the old or the new one, never
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -59,3 +61,34 @@ def station_folder(cfg) -> Path:
 def model_path(cfg) -> Path:
     """The artefact the service runs: the config's, else the station's current calibration."""
     return cfg.model.artefact or station_folder(cfg) / "current" / "model.safetensors"
+
+
+def retune(station_dir: Path, threshold: float, pixel_threshold: float, who: str, source: str) -> Path:
+    """A new version that is the current one with other operating thresholds (from the
+    commissioning page), switched to atomically; the previous one stays for rollback."""
+    from edge_inspector.model.kmdgan.artefact import retune_artefact
+
+    now = current(station_dir)
+    if now is None:
+        raise UserError(f"{station_dir}: no current calibration to tune (run edge-inspector calibrate first)")
+    record = json.loads((now / "calibration.json").read_text())
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    change = {"by": who, "from": source, "at": when, "from_version": now.name,
+              "threshold": [record.get("threshold"), threshold],
+              "pixel_threshold": [record.get("pixel_threshold"), pixel_threshold]}
+    version = new_version_dir(station_dir)
+    work = version.with_name(version.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    retune_artefact(now / "model.safetensors", work / "model.safetensors", threshold, pixel_threshold, change)
+    if (now / "report").is_dir():
+        shutil.copytree(now / "report", work / "report")
+    scores = record.get("held_out_scores") or {}
+    normal, defect = scores.get("normal") or [], scores.get("defect") or []
+    record.update(created=when, threshold=threshold, pixel_threshold=pixel_threshold, retuned=change,
+                  expected_false_reject_rate=sum(s >= threshold for s in normal) / len(normal) if normal else None,
+                  expected_escape_rate=sum(s < threshold for s in defect) / len(defect) if defect else None)
+    (work / "calibration.json").write_text(json.dumps(record, indent=2) + "\n")
+    work.rename(version)
+    switch(station_dir, version)
+    return version

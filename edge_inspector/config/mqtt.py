@@ -5,14 +5,12 @@ Secrets never stand inline: the password comes from an environment variable or a
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from edge_inspector.config.base import Strict
-from edge_inspector.errors import ConfigError
+from edge_inspector.config.base import Strict, read_secret
 
 SPARKPLUG_ID = r"^[^/+#]+$"  # group, edge node and device ids are topic levels: no '/', '+' or '#'
 
@@ -62,22 +60,4 @@ class MqttConfig(Strict):
 
     def password(self) -> str | None:
         """The secret, read when needed so that it never sits in the config object."""
-        if self.password_env:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"mqtt.password_env: environment variable {self.password_env} is not set")
-            return value
-        if self.password_credential:
-            folder = os.environ.get("CREDENTIALS_DIRECTORY")
-            if not folder:
-                raise ConfigError(f"mqtt.password_credential: {self.password_credential}: $CREDENTIALS_DIRECTORY is "
-                                  "not set (only systemd's LoadCredential= provides it)")
-            path = Path(folder) / self.password_credential
-            if not path.is_file():
-                raise ConfigError(f"mqtt.password_credential: no credential {self.password_credential} in {folder}")
-            return path.read_text().strip()
-        if self.password_file:
-            if not self.password_file.is_file():
-                raise ConfigError(f"mqtt.password_file: file not found: {self.password_file}")
-            return self.password_file.read_text().strip()
-        return None
+        return read_secret("mqtt.password", self.password_env, self.password_file, self.password_credential)

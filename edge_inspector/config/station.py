@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from edge_inspector.config.base import Strict
+from edge_inspector.config.base import Strict, read_secret
 from edge_inspector.config.mqtt import MqttConfig
 
 KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keeps and bench times
@@ -137,6 +137,31 @@ class InspectionConfig(Strict):
     batch: int = Field(8, ge=1, description="Tiles per inference call.")
 
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+class HttpConfig(Strict):
+    host: str = Field("127.0.0.1", description="Address the commissioning page listens on; beyond loopback it "
+                      "needs a token.")
+    port: int = Field(8080, ge=1, le=65535, description="Port of the commissioning page.")
+    token_env: str | None = Field(None, description="Environment variable that holds the access token.")
+    token_file: Path | None = Field(None, description="File that holds the access token.")
+    token_credential: str | None = Field(None, description="systemd credential (LoadCredential=) with the token.")
+    live_fps: float = Field(5.0, gt=0, le=30, description="Most frames per second the live view sends a viewer.")
+    replay_frames: int = Field(30, ge=1, le=500, description="Last inspected frames kept (by reference) for "
+                               "threshold tuning.")
+
+    @model_validator(mode="after")
+    def token_beyond_loopback(self) -> HttpConfig:
+        if self.host not in LOOPBACK and not (self.token_env or self.token_file or self.token_credential):
+            raise ValueError(f"host {self.host} reaches beyond this machine: name a token (token_env, token_file "
+                             "or token_credential)")
+        return self
+
+    def token(self) -> str | None:
+        return read_secret("service.http.token", self.token_env, self.token_file, self.token_credential)
+
+
 class ServiceConfig(Strict):
     state_dir: Path | None = Field(None, description="Outbox and archive; default: $STATE_DIRECTORY (systemd) or ./state.")
     cache_dir: Path | None = Field(None, description="Graphs and engines; default $CACHE_DIRECTORY or state/cache.")
@@ -148,6 +173,8 @@ class ServiceConfig(Strict):
     archive_max_items: int = Field(1000, ge=0, description="NG images (with masks) kept for review; 0: no archive.")
     archive_max_mb: float = Field(2048, gt=0, description="Disk the NG archive may take; the oldest go first.")
     watchdog: bool = Field(True, description="Send WATCHDOG=1 from inference progress when systemd asks for it.")
+    http: HttpConfig | None = Field(None, description="The commissioning page (live view, setup aids, verdicts, "
+                                    "threshold tuning, /metrics); absent: off.")
 
 
 class CalibrationConfig(Strict):

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+from edge_inspector.calibration import store
 from edge_inspector.calibration.store import model_path
 from edge_inspector.errors import ConfigError, UserError
 from edge_inspector.service.commands import BadCommand, parse, printable, request_id_of
@@ -110,11 +111,12 @@ class ServiceControl:
                 "epoch": self.outbox.epoch, "archive_write_failures": self.archive.failures,
                 "model": None if model is None else self.model_info(), "time": time.time()}
 
-    def sparkplug_status(self) -> dict:
-        """status() with what the Sparkplug node metrics add: thresholds and availability."""
+    def live_status(self) -> dict:
+        """status() with thresholds and availability: the Sparkplug node metrics, the page's status."""
         loaded = self.model is not None
-        return {**self.status(), "availability": self.availability(),
-                "threshold": self.threshold if loaded else None, "pixel_threshold": self.pixel_threshold if loaded else None}
+        return {**self.status(), "availability": self.availability(), "broker_configured": self.link is not None,
+                "threshold": self.threshold if loaded else None,
+                "pixel_threshold": self.pixel_threshold if loaded else None}
 
     def model_info(self) -> dict:
         return {"version": self.model.meta.get("version"), "sha256": str(self.model.meta.get("sha256"))[:16],
@@ -197,6 +199,33 @@ class ServiceControl:
             self.set_state(last_reload_error=why)
             return
         self.reloaded = loaded
+
+    # --- threshold tuning from the commissioning page (its threads) ---
+    def _tunable(self) -> None:
+        if self.cfg.model.artefact is not None:
+            raise UserError(f"model.artefact ({self.cfg.model.artefact}) fixes what this station runs; tuning writes "
+                            "calibration versions: remove model.artefact to run the station's current calibration")
+        if self.cfg.threshold.override is not None or self.cfg.threshold.pixel_threshold is not None:
+            raise UserError("threshold.override / threshold.pixel_threshold in the station file fix the thresholds; "
+                            "remove them to tune here")
+
+    def retune(self, threshold: float, pixel_threshold: float, who: str, source: str) -> str:
+        """A new calibration version with these thresholds, switched to and reloaded; said in the log."""
+        self._tunable()
+        before = (self.threshold, self.pixel_threshold)
+        version = store.retune(store.station_folder(self.cfg), threshold, pixel_threshold, who, source)
+        log.warning("thresholds changed by %s from %s: image %.4f -> %.4f, pixel %.3f -> %.3f; calibration version "
+                    "%s (edge-inspector calibrate --rollback goes back)", who, source, before[0], threshold,
+                    before[1], pixel_threshold, version.name)
+        self.request_reload()
+        return version.name
+
+    def rollback_calibration(self, who: str, source: str) -> str:
+        self._tunable()
+        version = store.rollback(store.station_folder(self.cfg))
+        log.warning("calibration rolled back by %s from %s to %s", who, source, version.name)
+        self.request_reload()
+        return version.name
 
     def swap_reloaded(self) -> None:
         loaded, self.reloaded = self.reloaded, None

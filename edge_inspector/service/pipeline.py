@@ -61,7 +61,11 @@ class LineService(ServiceControl):
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.station) if cfg.mqtt else None
         self.link = MqttLink(cfg.mqtt, cfg.station, self.outbox, self.on_command, self.set_state) if cfg.mqtt else None
         spb = cfg.mqtt.sparkplug if cfg.mqtt else None
-        self.sparkplug = SparkplugNode(cfg.mqtt, spb, cfg.station, root, self.sparkplug_status) if spb else None
+        self.sparkplug = SparkplugNode(cfg.mqtt, spb, cfg.station, root, self.live_status) if spb else None
+        self.web = None
+        if cfg.service.http is not None:  # imported only where the page is on
+            from edge_inspector.service.web.server import WebServer
+            self.web = WebServer(self, cfg.service.http)
         self.camera = open_camera(cfg.camera, self.set_state)
         self.model = self.backend = None
         self.counts = {"OK": 0, "NG": 0, "ERROR": 0}
@@ -83,7 +87,7 @@ class LineService(ServiceControl):
 
     def process(self, queued_at: float, frame) -> dict:
         t0 = time.monotonic()
-        decision, score, error, insp = None, None, frame.error, self.cfg.inspection
+        decision, score, error, insp, result = None, None, frame.error, self.cfg.inspection, None
         if frame.orphaned:
             self.metrics.orphaned_triggers.inc()
             log.warning("part %s gets an ERROR verdict: %s", printable(frame.part_id), frame.error)
@@ -139,6 +143,8 @@ class LineService(ServiceControl):
         self.counts[verdict] += 1
         if self.sparkplug is not None:
             self.sparkplug.verdict(message)
+        if self.web is not None:
+            self.web.observe(frame.image, result if decision is not None else None, decision, message)
         if verdict == "NG":
             self.archive.add(self.outbox.epoch, seq, frame.image, mask)
         if self.echo:
@@ -163,6 +169,8 @@ class LineService(ServiceControl):
         self.model, self.backend = load_model(self.cfg, self.cache)
         if self.sparkplug is not None:  # after the model: NBIRTH carries its version, hash and thresholds
             self.sparkplug.start()
+        if self.web is not None:
+            self.web.start()
         log.info("model %s on %s warm (threshold %.4f); verdict sequence continues after %d",
                  self.model.path, self.backend.name, self.threshold, self.outbox.last_seq())
         self.answer_orphaned_triggers("trigger accepted before the service stopped (crash, kill or power loss); "
@@ -228,6 +236,8 @@ class LineService(ServiceControl):
             self.link.stop()
         if self.sparkplug is not None:
             self.sparkplug.stop()
+        if self.web is not None:
+            self.web.stop()
         self.outbox.close()
         self.metrics.close()
         log.info("stopped: %s", self.summary())

@@ -157,3 +157,24 @@ def load_artefact(path: Path) -> LoadedModel:
 
 def _empty_backbone() -> EfficientNetLite0Features:
     return EfficientNetLite0Features(STRIDES, weights=False)
+
+
+def retune_artefact(src: Path, dst: Path, threshold: float, pixel_threshold: float, record: dict) -> Path:
+    """A copy of src with new operating thresholds (weights and banks as they are), checksummed
+    anew; record (who, when, from what) is kept in the metadata as `retuned`."""
+    load_artefact(src)  # a corrupt or altered source is refused here, not copied
+    with safe_open(str(src), framework="pt") as fh:
+        meta = json.loads(fh.metadata()["metadata"])
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    meta.update(threshold=float(threshold), pixel_threshold=float(pixel_threshold), retuned=record)
+    try:
+        _validate(meta)
+    except ValueError as exc:
+        raise UserError(f"thresholds refused: {exc}") from None
+    meta["sha256"] = checksum(tensors, meta)
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_suffix(dst.suffix + ".tmp")
+    save_file(tensors, str(tmp), metadata={"format": FORMAT, "metadata": json.dumps(meta)})
+    tmp.replace(dst)
+    return dst

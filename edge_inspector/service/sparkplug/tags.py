@@ -56,7 +56,8 @@ def node_values(status: dict, bd_seq: int) -> dict[str, Any]:
         "Properties/Station": status.get("station"), "Properties/Epoch": status.get("epoch"),
         "Model/Version": model.get("version"), "Model/Hash": model.get("sha256"), "Model/Backend": model.get("backend"),
         "Model/Threshold": status.get("threshold"), "Model/Pixel Threshold": status.get("pixel_threshold"),
-        "Verdicts/OK": counts.get("OK", 0), "Verdicts/NG": counts.get("NG", 0), "Verdicts/ERROR": counts.get("ERROR", 0),
+        "Verdicts/OK": counts.get("OK", 0), "Verdicts/NG": counts.get("NG", 0),
+        "Verdicts/ERROR": counts.get("ERROR", 0),
         "Outbox/Depth": status.get("outbox_depth"), "Broker/Refusals": status.get("broker_refusals"),
         "Camera/State": status.get("availability"),
     }
