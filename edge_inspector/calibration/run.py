@@ -50,7 +50,7 @@ def _predict(model, sample_list, size: int) -> list[tuple]:
 def calibrate(cfg, count: int | None = None, defects: Path | None = None, progress: bool = True,
               grab_frames: bool = True) -> Path:
     """Returns the new calibration's folder (now current)."""
-    from edge_inspector.model.kmdgan.training import train_kmdgan
+    from edge_inspector.inspection.tiled_training import predict_frames, train_station_model
 
     if cfg.model.kind != "kmdgan":
         raise ConfigError("model.kind: calibrate trains KMDGAN; set model.kind: kmdgan")
@@ -73,12 +73,15 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
     version = store.new_version_dir(folder)
     work = version.with_name(version.name + ".partial")  # a half-written calibration is never a version
     shutil.rmtree(work, ignore_errors=True)
-    model = train_kmdgan(split, cfg.model, work / "model.safetensors", cfg.threshold.target_false_reject_rate,
-                         seed=cfg.calibration.seed, progress=progress)
-    size = model.input_size
+    model = train_station_model(split, cfg.model, cfg.inspection, work / "model.safetensors",
+                                cfg.threshold.target_false_reject_rate, seed=cfg.calibration.seed, progress=progress)
     _, holdout = split_holdout(split.train_normal)
-    normal_scores = np.array([score for *_, score in _predict(model, holdout, size)])
-    defects_out = _predict(model, split.few_shot, size)
+    if cfg.inspection.mode == "tiles":  # judged as the service will: whole frames, in tiles
+        predicted = lambda samples: predict_frames(model, samples, cfg.inspection)  # noqa: E731
+    else:
+        predicted = lambda samples: _predict(model, samples, model.input_size)  # noqa: E731
+    normal_scores = np.array([score for *_, score in predicted(holdout)])
+    defects_out = predicted(split.few_shot)
     defect_scores = np.array([score for *_, score in defects_out])
     overlays = []
     level = cfg.threshold.pixel_threshold or model.pixel_threshold

@@ -66,6 +66,19 @@ def tile_origins(length: int, tile: int, overlap: float) -> list[int]:
     return starts
 
 
+def padded(part: np.ndarray, tile: int) -> np.ndarray:
+    """A region smaller than a tile, mirrored out to one (masks alike, so they stay aligned)."""
+    h, w = part.shape[:2]
+    if tile <= min(w, h):
+        return part
+    return cv2.copyMakeBorder(part, 0, max(0, tile - h), 0, max(0, tile - w), cv2.BORDER_REFLECT)
+
+
+def tile_boxes(shape: tuple[int, int], tile: int, overlap: float) -> list[tuple[int, int]]:
+    """(y, x) of each tile over a (padded) region, row by row: the service's tiling."""
+    return [(ty, tx) for ty in tile_origins(shape[0], tile, overlap) for tx in tile_origins(shape[1], tile, overlap)]
+
+
 def region(shape: tuple[int, int], roi: list[int] | None) -> tuple[int, int, int, int]:
     h, w = shape
     if roi is None:
@@ -84,12 +97,10 @@ def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
         small = shrink(image[y : y + h, x : x + w], size)
         maps, scores = infer(to_tensor_layout([_bgr(small)]))
         return Inspection(maps[0], float(scores[0]), 1, image.shape[:2], roi)
-    part = _bgr(image[y : y + h, x : x + w])
     tile = cfg.tile_size or size
-    if tile > min(w, h):
-        part = cv2.copyMakeBorder(part, 0, max(0, tile - h), 0, max(0, tile - w), cv2.BORDER_REFLECT)
+    part = padded(_bgr(image[y : y + h, x : x + w]), tile)
     ph, pw = part.shape[:2]
-    boxes = [(ty, tx) for ty in tile_origins(ph, tile, cfg.overlap) for tx in tile_origins(pw, tile, cfg.overlap)]
+    boxes = tile_boxes((ph, pw), tile, cfg.overlap)
     acc = np.zeros((ph, pw), np.float32)
     hits = np.zeros((ph, pw), np.float32)
     best = -np.inf

@@ -61,6 +61,11 @@ def load_model(cfg, cache: Path):
     backend = open_backend(cfg.runtime.backend, model, cfg.runtime.device, onnx_path=graph,
                            precision=cfg.runtime.precision)
     backend.warmup(model.input_size)
+    trained = (model.meta.get("inspection") or {}).get("mode", "resize")
+    if trained != cfg.inspection.mode:  # runs, but its threshold was set for the other way of looking
+        log.warning("model %s was trained for inspection.mode %s and the station inspects in %s: its threshold was "
+                    "not set for this mode (calibrate or train again with this inspection section)", path.name,
+                    trained, cfg.inspection.mode)
     return model, backend
 
 

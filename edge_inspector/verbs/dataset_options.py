@@ -79,3 +79,24 @@ def protocol_split_of(args: argparse.Namespace, cfg):
             missing = "training normals" if not split.train_normal else "test images of both kinds"
             raise UserError(f"{root}: dataset has no {missing}")
         yield split, name, root
+
+
+def add_inspection_args(p: argparse.ArgumentParser, verb: str) -> None:
+    p.add_argument("--mode", choices=["resize", "tiles"], help=f"{verb} as the line service inspects: whole images "
+                   "resized to the model input, or cut into tiles at their own resolution (default: the config's "
+                   "inspection section where --mode or a config is given, else the protocol's plain resize)")
+    p.add_argument("--tile-size", type=int, help="tile side in image pixels (tiles mode; default: model input)")
+    p.add_argument("--overlap", type=float, help="share of a tile overlapping its neighbour (tiles mode)")
+
+
+def inspection_of(args: argparse.Namespace, cfg):
+    """The inspection settings from --mode / --tile-size / --overlap over the config's section, or
+    None where neither a flag nor the config's inspection section says anything."""
+    from edge_inspector.config import InspectionConfig
+
+    explicit = args.mode or args.tile_size or args.overlap is not None
+    if not explicit and not (cfg and "inspection" in cfg.model_fields_set):
+        return None
+    base = cfg.inspection.model_dump() if cfg else {}
+    updates = {"mode": args.mode, "tile_size": args.tile_size, "overlap": args.overlap}
+    return InspectionConfig.model_validate({**base, **{k: v for k, v in updates.items() if v is not None}})

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edge_inspector.verbs.dataset_options import add_dataset_args, add_kmdgan_args, protocol_split_of, settings
+from edge_inspector.verbs.dataset_options import (
+    add_dataset_args,
+    add_inspection_args,
+    add_kmdgan_args,
+    inspection_of,
+    protocol_split_of,
+    settings,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,27 +32,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sampler", choices=["random", "coreset"], help="memory-bank subsampling")
     add_kmdgan_args(p)
     p.add_argument("--batch-size", type=int, default=1, help="test batch size for timing (default 1)")
-    p.add_argument("--mode", choices=["resize", "tiles"], help="inspect each test image as the line service "
-                   "does: read at its own resolution, resized or cut into tiles (default: the config's "
-                   "inspection section where --mode or a config is given, else the protocol's plain resize)")
-    p.add_argument("--tile-size", type=int, help="tile side in image pixels (tiles mode; default: model input)")
-    p.add_argument("--overlap", type=float, help="share of a tile overlapping its neighbour (tiles mode)")
+    add_inspection_args(p, "train (when training) and measure")
     p.add_argument("--eval-size", type=int, help="side of the grid maps and masks are compared on with --mode "
                    "(default: the model input size)")
     p.add_argument("--out", type=Path, help="JSON report path (default reports/eval-<dataset>-<model>.json)")
     p.set_defaults(func=run)
-
-
-def inspection_of(args: argparse.Namespace, cfg):
-    """The inspection settings eval uses with --mode (or a config with an inspection section), else None."""
-    from edge_inspector.config import InspectionConfig
-
-    explicit = args.mode or args.tile_size or args.overlap is not None
-    if not explicit and not (cfg and "inspection" in cfg.model_fields_set):
-        return None
-    base = cfg.inspection.model_dump() if cfg else {}
-    updates = {"mode": args.mode, "tile_size": args.tile_size, "overlap": args.overlap}
-    return InspectionConfig.model_validate({**base, **{k: v for k, v in updates.items() if v is not None}})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,15 +60,16 @@ def run(args: argparse.Namespace) -> int:
             pixel_threshold = threshold_cfg.pixel_threshold  # its map is a distance: no level of its own
             extra = {"score_mode": model.score_mode, "score_validation_auroc": model.validation}
         else:
+            from edge_inspector.inspection.tiled_training import train_station_model
             from edge_inspector.model.kmdgan.artefact import load_artefact
-            from edge_inspector.model.kmdgan.training import train_kmdgan
 
             if args.artefact:
                 model = load_artefact(args.artefact)
-            else:
+            else:  # trained as it is measured: on tiles with --mode tiles
                 out = Path("models") / f"eval-{name}-kmdgan.safetensors"
-                model = train_kmdgan(split, model_cfg, out, threshold_cfg.target_false_reject_rate, seed=args.seed,
-                                     progress=not args.quiet)
+                model = train_station_model(split, model_cfg, inspection_of(args, cfg), out,
+                                            threshold_cfg.target_false_reject_rate, seed=args.seed,
+                                            progress=not args.quiet)
             threshold = model.threshold
             pixel_threshold = threshold_cfg.pixel_threshold or model.pixel_threshold
             extra = {"artefact": str(model.path), "training": model.meta["training"],

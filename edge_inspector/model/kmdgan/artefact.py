@@ -159,18 +159,18 @@ def _empty_backbone() -> EfficientNetLite0Features:
     return EfficientNetLite0Features(STRIDES, weights=False)
 
 
-def retune_artefact(src: Path, dst: Path, threshold: float, pixel_threshold: float, record: dict) -> Path:
-    """A copy of src with new operating thresholds (weights and banks as they are), checksummed
-    anew; record (who, when, from what) is kept in the metadata as `retuned`."""
+def update_artefact(src: Path, dst: Path, **changes) -> Path:
+    """A copy of src with its metadata changed (weights and banks as they are), validated and
+    checksummed anew: new operating thresholds, a record of who changed them, how it was trained."""
     load_artefact(src)  # a corrupt or altered source is refused here, not copied
     with safe_open(str(src), framework="pt") as fh:
         meta = json.loads(fh.metadata()["metadata"])
         tensors = {k: fh.get_tensor(k) for k in fh.keys()}
-    meta.update(threshold=float(threshold), pixel_threshold=float(pixel_threshold), retuned=record)
+    meta.update(changes)
     try:
         _validate(meta)
     except ValueError as exc:
-        raise UserError(f"thresholds refused: {exc}") from None
+        raise UserError(f"{dst}: metadata refused: {exc}") from None
     meta["sha256"] = checksum(tensors, meta)
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -178,3 +178,9 @@ def retune_artefact(src: Path, dst: Path, threshold: float, pixel_threshold: flo
     save_file(tensors, str(tmp), metadata={"format": FORMAT, "metadata": json.dumps(meta)})
     tmp.replace(dst)
     return dst
+
+
+def retune_artefact(src: Path, dst: Path, threshold: float, pixel_threshold: float, record: dict) -> Path:
+    """New operating thresholds; record (who, when, from what) is kept as `retuned`."""
+    return update_artefact(src, dst, threshold=float(threshold), pixel_threshold=float(pixel_threshold),
+                           retuned=record)

@@ -1,0 +1,128 @@
+"""Training at native resolution, for stations that inspect in tiles (inspection.mode: tiles).
+
+The model learns from tiles cut exactly as the service cuts a frame (the ROI, the tile size, the
+overlap, the mirrored border: inspection/frame.py), so it never sees a part squashed to the model
+input. The few real defects are cut with their masks and a tile counts as a defect only where it
+shows some of it; synthetic anomalies are then drawn on tiles, at tile scale, by the training pool
+as usual. The operating threshold is set on whole held-out training frames inspected as the
+service inspects them (tiles stitched, a frame's score its largest tile's), not on single tiles,
+so that its false-reject target holds per part.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from edge_inspector.data.imageio import read_image, read_mask
+from edge_inspector.data.sample import Sample, Split
+from edge_inspector.errors import UserError
+from edge_inspector.inspection.frame import inspect_frame, padded, region, tile_boxes
+from edge_inspector.model.kmdgan.artefact import load_artefact, update_artefact
+from edge_inspector.model.scoring import split_holdout, threshold_from_normals
+
+log = logging.getLogger(__name__)
+
+MIN_DEFECT_PIXELS = 4  # a defect's tile must show at least this much of it to be trained on as one
+
+
+def cut_tiles(sample: Sample, inspection, size: int, out: Path) -> list[Sample]:
+    """The sample's tiles as files under out (with their masks for a defect); unreadable: none."""
+    image = read_image(sample.image)
+    if image is None:
+        return []
+    mask = read_mask(sample.mask, image.shape[:2]) if sample.label == 1 else None
+    x, y, w, h = region(image.shape[:2], inspection.roi)
+    tile = inspection.tile_size or size
+    part = padded(image[y : y + h, x : x + w], tile)
+    part_mask = padded(mask[y : y + h, x : x + w].astype(np.uint8) * 255, tile) if mask is not None else None
+    tiles = []
+    for ty, tx in tile_boxes(part.shape[:2], tile, inspection.overlap):
+        name = f"{sample.defect_type}-{sample.image.stem}-{ty}-{tx}"
+        mask_path = None
+        if part_mask is not None:
+            crop_mask = part_mask[ty : ty + tile, tx : tx + tile]
+            if int((crop_mask > 127).sum()) < MIN_DEFECT_PIXELS:
+                continue  # this tile of a defective part is normal: not a defect example
+            mask_path = out / f"{name}_mask.png"
+            cv2.imwrite(str(mask_path), crop_mask)
+        path = out / f"{name}.png"
+        cv2.imwrite(str(path), part[ty : ty + tile, tx : tx + tile])
+        tiles.append(Sample(path, mask_path, sample.label, sample.defect_type))
+    return tiles
+
+
+def tiled_split(split: Split, inspection, size: int, work: Path) -> tuple[Split, list[Sample]]:
+    """(the split's training frames as tiles, the held-out whole frames for the threshold)."""
+    fit, holdout = split_holdout(split.train_normal)
+    work.mkdir(parents=True, exist_ok=True)
+    normals = [t for s in fit for t in cut_tiles(s, inspection, size, work)]
+    few = [t for s in split.few_shot for t in cut_tiles(s, inspection, size, work)]
+    if split.few_shot and not few:
+        log.warning("no tile of the %d defect samples shows %d defect pixels: training on synthetic anomalies alone",
+                    len(split.few_shot), MIN_DEFECT_PIXELS)
+    return Split(train_normal=normals, few_shot=few), holdout
+
+
+def predict_frames(model, samples: list[Sample], inspection) -> list[tuple]:
+    """(sample, BGR frame, true mask, map at frame resolution, score) for each readable frame,
+    inspected as the service inspects it."""
+    def infer(batch: np.ndarray):
+        maps, scores = model(torch.from_numpy(batch))
+        return maps.numpy(), scores.numpy()
+
+    out = []
+    for s in samples:
+        image = read_image(s.image)
+        if image is not None:
+            result = inspect_frame(image, infer, model.input_size, inspection)
+            out.append((s, image, read_mask(s.mask, image.shape[:2]), result.frame_map(), result.score))
+    return out
+
+
+def train_station_model(split: Split, model_cfg, inspection, out: Path, target_false_reject_rate: float,
+                        seed: int = 0, progress: bool = True, device: str = "cpu", resume: bool = False):
+    """KMDGAN as the station will inspect: on tiles where inspection.mode is tiles, else on whole
+    images resized to the model input (the protocol's path; inspection None is that too)."""
+    from edge_inspector.model.kmdgan.training import train_kmdgan
+
+    if inspection is not None and inspection.mode == "tiles":
+        return train_on_tiles(split, model_cfg, inspection, out, target_false_reject_rate, seed, progress, device,
+                              resume)
+    return train_kmdgan(split, model_cfg, out, target_false_reject_rate, seed=seed, resume=resume, progress=progress,
+                        device=device)
+
+
+def train_on_tiles(split: Split, model_cfg, inspection, out: Path, target_false_reject_rate: float, seed: int = 0,
+                   progress: bool = True, device: str = "cpu", resume: bool = False):
+    """train_kmdgan on tiles, then the frame-level threshold; returns the loaded artefact."""
+    from edge_inspector.model.kmdgan.training import train_kmdgan
+
+    with tempfile.TemporaryDirectory(prefix="edge-inspector-tiles-") as tmp:
+        tiled, holdout = tiled_split(split, inspection, model_cfg.input_size, Path(tmp))
+        if len(tiled.train_normal) < 10:
+            raise UserError(f"{len(tiled.train_normal)} training tiles: tiled training needs at least 10 (more "
+                            "normal frames, or a smaller inspection.tile_size)")
+        log.info("tiles: %d normal tiles from %d frames, %d defect tiles from %d samples; %d frames held out",
+                 len(tiled.train_normal), len(split.train_normal) - len(holdout), len(tiled.few_shot),
+                 len(split.few_shot), len(holdout))
+        model = train_kmdgan(tiled, model_cfg, out, target_false_reject_rate, seed=seed, resume=resume,
+                             progress=progress, device=device)
+    scores = np.array([score for *_, score in predict_frames(model, holdout, inspection)])
+    if scores.size == 0:
+        raise UserError(f"no held-out frame among {len(split.train_normal)} normals: tiled training needs at least "
+                        "10 normal frames")
+    threshold = threshold_from_normals(scores, target_false_reject_rate)
+    tile = inspection.tile_size or model_cfg.input_size
+    record = {"mode": "tiles", "tile_size": tile, "overlap": inspection.overlap, "roi": inspection.roi,
+              "tiles": len(tiled.train_normal), "defect_tiles": len(tiled.few_shot), "held_out_frames": int(scores.size),
+              "tile_threshold": model.threshold}
+    log.info("threshold %.4f from %d held-out frames inspected in tiles (a single tile's was %.4f)", threshold,
+             scores.size, model.threshold)
+    update_artefact(out, out, threshold=threshold, inspection=record)
+    return load_artefact(out)
