@@ -41,3 +41,20 @@ def test_the_false_reject_bound_says_what_few_held_out_normals_cannot():
     assert rate_upper_bound(0, 76) == pytest.approx(0.048, abs=0.001)  # 0 of 76: up to 4.8 %
     assert rate_upper_bound(0, 1000) < 0.004 < rate_upper_bound(1, 76)
     assert rate_upper_bound(5, 10) < 1.0 and rate_upper_bound(0, 0) == 1.0
+
+
+def test_the_tail_of_item_scores_places_the_threshold_on_the_maximum_of_many():
+    from edge_inspector.model.scoring import max_threshold_from_tail
+
+    rng = np.random.default_rng(0)
+    n, target = 100, 0.01  # frames of 100 tiles, 1 % of good frames may be rejected
+    truth = -np.log(-np.log((1 - target) ** (1 / n)))  # Gumbel tiles: P(max of n >= truth) = target
+    rejected = lambda t: 1 - np.exp(-n * np.exp(-t))  # noqa: E731 - the share of good frames at or above t
+    # 200 stations, each with 5 held-out frames: the largest of their 5 maxima against the tail fit
+    frames = [threshold_from_normals(rng.gumbel(0, 1, (5, n)).max(axis=1), target) for _ in range(200)]
+    tails = [max_threshold_from_tail(rng.gumbel(0, 1, 5 * n), n, target) for _ in range(200)]
+    assert np.mean([rejected(t) for t in frames]) > 0.10  # the few maxima: a 1 % target rejects over 10 %
+    assert np.mean([rejected(t) for t in tails]) < 0.04
+    assert np.sqrt(np.mean((np.array(tails) - truth) ** 2)) < 0.6 * np.sqrt(np.mean((np.array(frames) - truth) ** 2))
+    with pytest.raises(ValueError):
+        max_threshold_from_tail(rng.gumbel(0, 1, 50), n, target)  # 2 scores above the quantile: no fit

@@ -29,6 +29,7 @@ class Inspection:
     tiles: int
     frame_shape: tuple[int, int]  # (H, W) of the frame
     roi: tuple[int, int, int, int]  # x, y, width, height in frame pixels
+    tile_scores: np.ndarray | None = None  # tiles: each tile's score (the frame's is their maximum)
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -103,18 +104,19 @@ def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
     boxes = tile_boxes((ph, pw), tile, cfg.overlap)
     acc = np.zeros((ph, pw), np.float32)
     hits = np.zeros((ph, pw), np.float32)
-    best = -np.inf
+    tile_scores = []
     for start in range(0, len(boxes), cfg.batch):
         chunk = boxes[start : start + cfg.batch]
         crops = [part[ty : ty + tile, tx : tx + tile] for ty, tx in chunk]
         if tile != size:
             crops = [shrink(c, size) for c in crops]
         maps, scores = infer(to_tensor_layout(crops))
-        best = max(best, float(scores.max()))
+        tile_scores.append(scores)
         for (ty, tx), m in zip(chunk, maps):
             if tile != size:
                 m = cv2.resize(m, (tile, tile), interpolation=cv2.INTER_LINEAR)
             acc[ty : ty + tile, tx : tx + tile] += m
             hits[ty : ty + tile, tx : tx + tile] += 1
     stitched = np.ascontiguousarray((acc / np.maximum(hits, 1))[:h, :w])
-    return Inspection(stitched, best, len(boxes), image.shape[:2], roi)
+    tile_scores = np.concatenate(tile_scores)
+    return Inspection(stitched, float(tile_scores.max()), len(boxes), image.shape[:2], roi, tile_scores)

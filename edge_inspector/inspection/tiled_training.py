@@ -24,11 +24,14 @@ from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import UserError
 from edge_inspector.inspection.frame import inspect_frame, padded, region, tile_boxes
 from edge_inspector.model.kmdgan.artefact import load_artefact, update_artefact
-from edge_inspector.model.scoring import split_holdout, threshold_from_normals
+from edge_inspector.model.scoring import max_threshold_from_tail, split_holdout, threshold_from_normals
 
 log = logging.getLogger(__name__)
 
 MIN_DEFECT_PIXELS = 4  # a defect's tile must show at least this much of it to be trained on as one
+# which frame-level threshold the artefact runs: the tail fit, chosen on the large-frame synthetic set
+# (false rejects 2 of 12 and escapes 2 of 14, against 6 of 12 and 1 of 14: docs/benchmarks.md)
+THRESHOLD_RULE = "tile_tail"
 
 
 def cut_tiles(sample: Sample, inspection, size: int, out: Path) -> list[Sample]:
@@ -69,9 +72,8 @@ def tiled_split(split: Split, inspection, size: int, work: Path) -> tuple[Split,
     return Split(train_normal=normals, few_shot=few), holdout
 
 
-def predict_frames(model, samples: list[Sample], inspection) -> list[tuple]:
-    """(sample, BGR frame, true mask, map at frame resolution, score) for each readable frame,
-    inspected as the service inspects it."""
+def inspect_frames(model, samples: list[Sample], inspection) -> list[tuple]:
+    """(sample, BGR frame, Inspection) for each readable frame, inspected as the service does."""
     def infer(batch: np.ndarray):
         maps, scores = model(torch.from_numpy(batch))
         return maps.numpy(), scores.numpy()
@@ -80,8 +82,27 @@ def predict_frames(model, samples: list[Sample], inspection) -> list[tuple]:
     for s in samples:
         image = read_image(s.image)
         if image is not None:
-            result = inspect_frame(image, infer, model.input_size, inspection)
-            out.append((s, image, read_mask(s.mask, image.shape[:2]), result.frame_map(), result.score))
+            out.append((s, image, inspect_frame(image, infer, model.input_size, inspection)))
+    return out
+
+
+def predict_frames(model, samples: list[Sample], inspection) -> list[tuple]:
+    """(sample, BGR frame, true mask, map at frame resolution, score) for each readable frame."""
+    return [(s, image, read_mask(s.mask, image.shape[:2]), r.frame_map(), r.score)
+            for s, image, r in inspect_frames(model, samples, inspection)]
+
+
+def frame_thresholds(results: list, overlap: float, target_false_reject_rate: float) -> dict[str, float]:
+    """The frame-level threshold two ways: from the held-out frames' own scores (the largest of a
+    few), and from the fitted tail of all their tiles' scores (model/scoring.py)."""
+    frames = np.array([r.score for *_, r in results])
+    tiles = np.concatenate([r.tile_scores for *_, r in results])
+    independent = float(np.mean([r.tiles for *_, r in results])) * (1 - overlap) ** 2  # overlapping tiles share pixels
+    out = {"frames": threshold_from_normals(frames, target_false_reject_rate)}
+    try:
+        out["tile_tail"] = max_threshold_from_tail(tiles, max(independent, 1.0), target_false_reject_rate)
+    except ValueError as exc:
+        log.warning("no tail fit of the held-out tile scores (%s): the frames' own threshold is used", exc)
     return out
 
 
@@ -113,16 +134,18 @@ def train_on_tiles(split: Split, model_cfg, inspection, out: Path, target_false_
                  len(split.few_shot), len(holdout))
         model = train_kmdgan(tiled, model_cfg, out, target_false_reject_rate, seed=seed, resume=resume,
                              progress=progress, device=device)
-    scores = np.array([score for *_, score in predict_frames(model, holdout, inspection)])
-    if scores.size == 0:
+    results = inspect_frames(model, holdout, inspection)
+    if not results:
         raise UserError(f"no held-out frame among {len(split.train_normal)} normals: tiled training needs at least "
                         "10 normal frames")
-    threshold = threshold_from_normals(scores, target_false_reject_rate)
+    candidates = frame_thresholds(results, inspection.overlap, target_false_reject_rate)
+    rule = THRESHOLD_RULE if THRESHOLD_RULE in candidates else "frames"
+    threshold = candidates[rule]
     tile = inspection.tile_size or model_cfg.input_size
     record = {"mode": "tiles", "tile_size": tile, "overlap": inspection.overlap, "roi": inspection.roi,
-              "tiles": len(tiled.train_normal), "defect_tiles": len(tiled.few_shot), "held_out_frames": int(scores.size),
-              "tile_threshold": model.threshold}
-    log.info("threshold %.4f from %d held-out frames inspected in tiles (a single tile's was %.4f)", threshold,
-             scores.size, model.threshold)
+              "tiles": len(tiled.train_normal), "defect_tiles": len(tiled.few_shot), "held_out_frames": len(results),
+              "tile_threshold": model.threshold, "threshold_rule": rule, "thresholds": candidates}
+    log.info("threshold %.4f (%s) from %d held-out frames inspected in tiles (a single tile's was %.4f)", threshold,
+             rule, len(results), model.threshold)
     update_artefact(out, out, threshold=threshold, inspection=record)
     return load_artefact(out)

@@ -104,3 +104,22 @@ def rate_upper_bound(hits: int, n: int, z: float = 1.96) -> float:
     spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     return float(min(1.0, (centre + spread) / (1 + z * z / n)))
 
+
+
+TAIL_QUANTILE = 0.95  # item scores above this quantile of the held-out ones make the fitted tail
+
+
+def max_threshold_from_tail(item_scores: np.ndarray, items_per_whole: float, target_false_reject_rate: float) -> float:
+    """The threshold on the maximum of items_per_whole item scores (a frame's tiles) that a normal
+    whole passes with probability 1 - target, from the held-out items' scores: an exponential tail
+    fitted to the scores above their TAIL_QUANTILE (peaks over threshold), the items taken as
+    independent. A few held-out frames give a few maxima but hundreds of tile scores: the tail of
+    those says where the 99th percentile of a frame's maximum lies, which the largest of 5 maxima
+    cannot."""
+    scores = np.asarray(item_scores, dtype=np.float64)
+    u = float(np.quantile(scores, TAIL_QUANTILE))
+    excess = scores[scores > u] - u
+    if excess.size < 10:
+        raise ValueError(f"{excess.size} item scores above the {TAIL_QUANTILE:.0%} quantile: too few to fit a tail")
+    per_item = 1.0 - (1.0 - target_false_reject_rate) ** (1.0 / items_per_whole)  # P(one item above t)
+    return u + float(excess.mean()) * float(np.log((excess.size / scores.size) / per_item))
