@@ -52,9 +52,26 @@ def test_the_tail_of_item_scores_places_the_threshold_on_the_maximum_of_many():
     rejected = lambda t: 1 - np.exp(-n * np.exp(-t))  # noqa: E731 - the share of good frames at or above t
     # 200 stations, each with 5 held-out frames: the largest of their 5 maxima against the tail fit
     frames = [threshold_from_normals(rng.gumbel(0, 1, (5, n)).max(axis=1), target) for _ in range(200)]
-    tails = [max_threshold_from_tail(rng.gumbel(0, 1, 5 * n), n, target) for _ in range(200)]
+    tails = []
+    for _ in range(200):
+        held = rng.gumbel(0, 1, (5, n))  # 5 frames of independent tiles: the estimated count stays near n
+        tails.append(max_threshold_from_tail(held.ravel(), n, target, held.max(axis=1))[0])
     assert np.mean([rejected(t) for t in frames]) > 0.10  # the few maxima: a 1 % target rejects over 10 %
     assert np.mean([rejected(t) for t in tails]) < 0.04
     assert np.sqrt(np.mean((np.array(tails) - truth) ** 2)) < 0.6 * np.sqrt(np.mean((np.array(frames) - truth) ** 2))
     with pytest.raises(ValueError):
         max_threshold_from_tail(rng.gumbel(0, 1, 50), n, target)  # 2 scores above the quantile: no fit
+
+
+def test_tiles_that_move_together_count_as_fewer_and_the_threshold_comes_down():
+    from edge_inspector.model.scoring import max_threshold_from_tail
+
+    rng = np.random.default_rng(1)
+    n, target = 100, 0.01
+    # each frame's 100 tiles are 10 independent values, each repeated over 10 tiles (shared light)
+    held = np.repeat(rng.gumbel(0, 1, (20, 10)), 10, axis=1)
+    t_assumed, _ = max_threshold_from_tail(held.ravel(), n, target)
+    t_fitted, used = max_threshold_from_tail(held.ravel(), n, target, held.max(axis=1))
+    assert 4 < used < 30 and t_fitted < t_assumed  # about 10 independent tiles, not 100
+    new = np.repeat(rng.gumbel(0, 1, (20000, 10)), 10, axis=1).max(axis=1)
+    assert (new >= t_fitted).mean() < 0.05 and (new >= t_assumed).mean() < (new >= t_fitted).mean()

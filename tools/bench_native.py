@@ -62,6 +62,7 @@ def main() -> int:
             train_s = time.perf_counter() - started
             # a tiles-trained artefact records its frame threshold by each rule: every one is measured
             rules = (model.meta.get("inspection") or {}).get("thresholds") or {"held-out images": model.threshold}
+            rules = {k: v for k, v in rules.items() if k != "independent_tiles"}
             for rule, threshold in rules.items():
                 result = evaluate_frames(frames_of(split.test), numpy_predict(model), 128, threshold, inspected,
                                          args.eval_size, total=len(split.test), pixel_threshold=model.pixel_threshold,

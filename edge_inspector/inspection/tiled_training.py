@@ -29,9 +29,9 @@ from edge_inspector.model.scoring import max_threshold_from_tail, split_holdout,
 log = logging.getLogger(__name__)
 
 MIN_DEFECT_PIXELS = 4  # a defect's tile must show at least this much of it to be trained on as one
-# which frame-level threshold the artefact runs: the tail fit, chosen on the large-frame synthetic set
-# (false rejects 2 of 12 and escapes 2 of 14, against 6 of 12 and 1 of 14: docs/benchmarks.md)
-THRESHOLD_RULE = "tile_tail"
+# which frame-level threshold the artefact runs. The tail fit (recorded beside it) traded false rejects
+# for escapes on the large-frame synthetic set and was no better in total (docs/benchmarks.md)
+THRESHOLD_RULE = "frames"
 
 
 def cut_tiles(sample: Sample, inspection, size: int, out: Path) -> list[Sample]:
@@ -94,13 +94,15 @@ def predict_frames(model, samples: list[Sample], inspection) -> list[tuple]:
 
 def frame_thresholds(results: list, overlap: float, target_false_reject_rate: float) -> dict[str, float]:
     """The frame-level threshold two ways: from the held-out frames' own scores (the largest of a
-    few), and from the fitted tail of all their tiles' scores (model/scoring.py)."""
+    few), and from the fitted tail of all their tiles' scores (model/scoring.py), with the number of
+    independent tiles a frame is worth estimated from those frames' maxima."""
     frames = np.array([r.score for *_, r in results])
     tiles = np.concatenate([r.tile_scores for *_, r in results])
-    independent = float(np.mean([r.tiles for *_, r in results])) * (1 - overlap) ** 2  # overlapping tiles share pixels
+    most = float(np.mean([r.tiles for *_, r in results])) * (1 - overlap) ** 2  # overlapping tiles share pixels
     out = {"frames": threshold_from_normals(frames, target_false_reject_rate)}
     try:
-        out["tile_tail"] = max_threshold_from_tail(tiles, max(independent, 1.0), target_false_reject_rate)
+        out["tile_tail"], out["independent_tiles"] = max_threshold_from_tail(tiles, max(most, 1.0),
+                                                                            target_false_reject_rate, frames)
     except ValueError as exc:
         log.warning("no tail fit of the held-out tile scores (%s): the frames' own threshold is used", exc)
     return out
@@ -139,7 +141,7 @@ def train_on_tiles(split: Split, model_cfg, inspection, out: Path, target_false_
         raise UserError(f"no held-out frame among {len(split.train_normal)} normals: tiled training needs at least "
                         "10 normal frames")
     candidates = frame_thresholds(results, inspection.overlap, target_false_reject_rate)
-    rule = THRESHOLD_RULE if THRESHOLD_RULE in candidates else "frames"
+    rule = THRESHOLD_RULE if THRESHOLD_RULE in candidates else "frames"  # candidates also holds the n used
     threshold = candidates[rule]
     tile = inspection.tile_size or model_cfg.input_size
     record = {"mode": "tiles", "tile_size": tile, "overlap": inspection.overlap, "roi": inspection.roi,

@@ -109,17 +109,32 @@ def rate_upper_bound(hits: int, n: int, z: float = 1.96) -> float:
 TAIL_QUANTILE = 0.95  # item scores above this quantile of the held-out ones make the fitted tail
 
 
-def max_threshold_from_tail(item_scores: np.ndarray, items_per_whole: float, target_false_reject_rate: float) -> float:
-    """The threshold on the maximum of items_per_whole item scores (a frame's tiles) that a normal
-    whole passes with probability 1 - target, from the held-out items' scores: an exponential tail
-    fitted to the scores above their TAIL_QUANTILE (peaks over threshold), the items taken as
-    independent. A few held-out frames give a few maxima but hundreds of tile scores: the tail of
-    those says where the 99th percentile of a frame's maximum lies, which the largest of 5 maxima
-    cannot."""
+def max_threshold_from_tail(item_scores: np.ndarray, items_per_whole: float, target_false_reject_rate: float,
+                            maxima: np.ndarray | None = None) -> tuple[float, float]:
+    """The threshold on the maximum of a whole's item scores (a frame's tiles) that a normal whole
+    passes with probability 1 - target, from held-out items: an exponential tail fitted to the item
+    scores above their TAIL_QUANTILE (peaks over threshold). A few held-out frames give a few maxima
+    but hundreds of tile scores: the tail of those says where the 99th percentile of a frame's
+    maximum lies, which the largest of 5 maxima cannot.
+
+    Tiles of one frame are not independent (they overlap, share light and part). maxima, the
+    held-out wholes' own maxima, set how many independent items a whole is worth: under the tail,
+    the chance of an item above a whole's maximum m is p(m), and -log(1 - p(m)) over the wholes
+    is exponential with rate n (the maximum-likelihood n is their count over their sum), kept
+    within 1 and items_per_whole. Returns (threshold, the n used)."""
     scores = np.asarray(item_scores, dtype=np.float64)
     u = float(np.quantile(scores, TAIL_QUANTILE))
     excess = scores[scores > u] - u
     if excess.size < 10:
         raise ValueError(f"{excess.size} item scores above the {TAIL_QUANTILE:.0%} quantile: too few to fit a tail")
-    per_item = 1.0 - (1.0 - target_false_reject_rate) ** (1.0 / items_per_whole)  # P(one item above t)
-    return u + float(excess.mean()) * float(np.log((excess.size / scores.size) / per_item))
+    share, beta = excess.size / scores.size, float(excess.mean())
+
+    def above(x: np.ndarray) -> np.ndarray:  # the fitted chance of one item at or above x
+        return np.minimum(1.0, share * np.exp(-(np.asarray(x, np.float64) - u) / beta))
+
+    n = float(items_per_whole)
+    if maxima is not None and len(maxima):
+        hazard = -np.log1p(-np.minimum(above(maxima), 1 - 1e-12))
+        n = float(np.clip(len(maxima) / max(float(hazard.sum()), 1e-12), 1.0, items_per_whole))
+    per_item = 1.0 - (1.0 - target_false_reject_rate) ** (1.0 / n)  # P(one item above t)
+    return u + beta * float(np.log(share / per_item)), n
