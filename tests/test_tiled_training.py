@@ -86,7 +86,7 @@ def test_calibrate_in_tiles_mode_trains_on_tiles_and_sets_the_threshold_on_whole
     scores = [score for *_, score in frames]
     thresholds = record["thresholds"]  # the frames' own: every one of 2 passes at a 1 % target
     assert thresholds["frames"] == pytest.approx(float(np.nextafter(max(scores), np.inf)), rel=1e-5)
-    # 2 frames of 20 tiles leave 2 scores above their 95th percentile: too few for a tail, said and not used
+    # 2 frames of 20 tiles leave 2 scores above their 95th percentile: too few for a tail, no tail estimate
     assert "tile_tail" not in thresholds and record["threshold_rule"] == "frames"
     assert model.threshold == thresholds["frames"]
     calibration = json.loads((version / "calibration.json").read_text())

@@ -104,7 +104,7 @@ def frame_thresholds(results: list, overlap: float, target_false_reject_rate: fl
         out["tile_tail"], out["independent_tiles"] = max_threshold_from_tail(tiles, max(most, 1.0),
                                                                             target_false_reject_rate, frames)
     except ValueError as exc:
-        log.warning("no tail fit of the held-out tile scores (%s): the frames' own threshold is used", exc)
+        log.info("no tail fit of the held-out tile scores (%s): only the frames' own threshold", exc)
     return out
 
 
