@@ -33,6 +33,9 @@ def main() -> int:
     p.add_argument("--dataset", default="magnetic-tile")
     p.add_argument("--root", type=Path, default=Path("../shared/data/magnetic-tile"))
     p.add_argument("--category")
+    p.add_argument("--blends", nargs="+", default=list(BLENDS), choices=BLENDS)
+    p.add_argument("--defects", nargs="+", default=["trained"], choices=["trained", "pasted"],
+                   help="how the few-shot defects enter the pixel threshold's validation (pixel_threshold.py)")
     p.add_argument("--out", type=Path, default=Path("reports/map_blend.json"))
     args = p.parse_args()
     model = load_artefact(args.artefact)
@@ -41,13 +44,15 @@ def main() -> int:
     g, size = model.model, model.input_size
     predict = numpy_predict(model)  # g's blend, set below, is what it runs
     results = {}
-    for blend in BLENDS:
-        g.arch.map_blend = blend
-        level, validation = choose_pixel_threshold(g, model.banks, holdout, split.few_shot, size)
-        result = evaluate(predict, split, size, model.threshold, progress=False, pixel_threshold=level)
-        result["validation_objective"] = validation.get(str(level), {})
-        results[blend] = result
-        print(f"{blend}: pixel threshold {level}, validation {result['validation_objective']}", file=sys.stderr)
+    for blend in args.blends:
+        for defects in args.defects:
+            g.arch.map_blend = blend
+            level, validation = choose_pixel_threshold(g, model.banks, holdout, split.few_shot, size, defects=defects)
+            result = evaluate(predict, split, size, model.threshold, progress=False, pixel_threshold=level)
+            result["validation_objective"] = validation.get(str(level), {})
+            name = blend if len(args.defects) == 1 else f"{blend}, few-shot {defects}"
+            results[name] = result
+            print(f"{name}: pixel threshold {level}, validation {result['validation_objective']}", file=sys.stderr)
     header = ["blend", "pixel threshold (chosen on training data)", "validation objective", *COLUMNS, *MASK_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for blend, r in results.items():

@@ -16,7 +16,7 @@ import torch
 
 from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
-from edge_inspector.data.synthetic_anomaly import add_anomaly
+from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
 from edge_inspector.model.scoring import dice
 
@@ -36,18 +36,30 @@ def _maps(model: KMDGANGenerator, banks, images: np.ndarray) -> np.ndarray:
 
 
 def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
-                           seed: int = 0) -> tuple[float, dict]:
-    """(pixel threshold, the validation figures of each candidate)."""
+                           seed: int = 0, defects: str = "trained") -> tuple[float, dict]:
+    """(pixel threshold, the validation figures of each candidate). defects: how the few-shot
+    defects enter the Dice half: "trained", the images themselves, flipped (which the network was
+    trained on); "pasted", cut out and pasted onto the held-out normals (backgrounds it never saw)."""
     rng = np.random.default_rng(seed)
     normal_images, anomalies, truths = [], [], []
+    held_out_bgr = []
     for batch in iter_batches(holdout, size, 8):
         normal_images.append(batch.images)
         for bgr in from_tensor_layout(batch.images):
+            held_out_bgr.append(bgr)
             image, mask = add_anomaly(bgr, rng)
             anomalies.append(to_tensor_layout([image])[0])
             truths.append(mask)
-    for batch in iter_batches(few_shot, size, 8):
-        for image, mask in zip(batch.images, batch.masks):
+    real = [pair for batch in iter_batches(few_shot, size, 8) for pair in zip(batch.images, batch.masks)]
+    if defects == "pasted" and real:
+        paste_rng = np.random.default_rng(seed + 1)  # apart: the synthetic anomalies stay as they were
+        cut = [(from_tensor_layout(image[None])[0], mask) for image, mask in real]
+        for k, bgr in enumerate(held_out_bgr):
+            image, mask = paste_defect(bgr, *cut[k % len(cut)], paste_rng)
+            anomalies.append(to_tensor_layout([image])[0])
+            truths.append(mask)
+    else:
+        for image, mask in real:
             for flip in (lambda a: a, lambda a: a[..., ::-1]):
                 anomalies.append(np.ascontiguousarray(flip(image)))
                 truths.append(np.ascontiguousarray(flip(mask)))
