@@ -241,6 +241,8 @@ class SparkplugNode:
             log.warning("sparkplug: command on %s ignored: the device has no writable metrics", printable(topic))
 
     def _host_state(self, data: bytes) -> None:
+        if not data:
+            return  # the retained state cleared (an empty retained message): nothing said about the host
         try:
             state = json.loads(data)
             online, stamp = state["online"], state["timestamp"]
