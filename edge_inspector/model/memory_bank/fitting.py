@@ -10,7 +10,7 @@ from tqdm import tqdm
 from edge_inspector.config import MemoryBankModelConfig
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
-from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.backbone import EfficientNetLiteFeatures
 from edge_inspector.model.memory_bank.scorer import MemoryBankScorer
 from edge_inspector.model.memory_bank.search import SAMPLERS
 from edge_inspector.model.scoring import aggregate, choose_score_mode, split_holdout, threshold_from_normals
@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 
 
 def build_memory_bank_scorer(cfg: MemoryBankModelConfig) -> MemoryBankScorer:
-    return MemoryBankScorer(EfficientNetLite0Features((8, 16), cfg.backbone.weights), pool=cfg.pool, sigma=cfg.sigma)
+    backbone = EfficientNetLiteFeatures((8, 16), cfg.backbone.weights, cfg.backbone.name)
+    return MemoryBankScorer(backbone, pool=cfg.pool, sigma=cfg.sigma)
 
 
 def patch_distances(model: MemoryBankScorer, samples, size: int, batch_size: int = 8) -> torch.Tensor:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_inspector.model.backbone import EfficientNetLite0Features
+from edge_inspector.model.backbone import EfficientNetLiteFeatures
 from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK, nearest
 from edge_inspector.model.scoring import aggregate
 
@@ -28,7 +28,7 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 class MemoryBankScorer(nn.Module):
-    def __init__(self, backbone: EfficientNetLite0Features, pool: int = 3, sigma: float = 4.0,
+    def __init__(self, backbone: EfficientNetLiteFeatures, pool: int = 3, sigma: float = 4.0,
                  feature_dim: int | None = None, chunk: int = DEFAULT_CHUNK):
         super().__init__()
         self.backbone = backbone
