@@ -89,6 +89,16 @@ class Broker:
         self.stop()
 
 
+def wait_until(predicate, timeout: float = 30.0, every: float = 0.05) -> bool:
+    """Poll predicate() until it holds or timeout passes; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(every)
+    return predicate()
+
+
 class Collector:
     """A persistent-session QoS 1 subscriber (as a PLC gateway would be) that records what arrives."""
 
@@ -118,12 +128,7 @@ class Collector:
         return [json.loads(p) for p in self.on("/verdict")]
 
     def wait(self, predicate, timeout: float = 30.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.05)
-        return predicate(self)
+        return wait_until(lambda: predicate(self), timeout)
 
     def close(self) -> None:
         self.client.loop_stop()

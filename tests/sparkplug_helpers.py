@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_inspector.service.sparkplug.payload import decode, value_of
-from tests.mqtt_helpers import free_port
+from tests.mqtt_helpers import free_port, wait_until
 
 
 @dataclass
@@ -60,12 +59,7 @@ class Host:
             return [s for s in self.seen if s.kind in kinds]
 
     def wait(self, predicate, timeout: float = 20.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if predicate(self):
-                return True
-            time.sleep(0.05)
-        return predicate(self)
+        return wait_until(lambda: predicate(self), timeout)
 
     def publish_state(self, host_id: str, online: bool, timestamp: int) -> None:
         """What a primary host application publishes (Sparkplug 3.0: JSON, QoS 1, retained)."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -19,7 +18,7 @@ import yaml
 
 from edge_inspector.config import load_config
 from edge_inspector.service.pipeline import LineService
-from tests.mqtt_helpers import free_port
+from tests.mqtt_helpers import free_port, wait_until
 from tests.service_helpers import start
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -84,15 +83,6 @@ def get(url: str, token: str | None = None) -> tuple[int, bytes]:
         return 0, b""
 
 
-def wait_for(predicate, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return predicate()
-
-
 def test_live_view_shows_frames_with_the_overlay_and_the_verdict_stream_updates(tiny_kmdgan, frames, tmp_path,
                                                                                browser):
     _, model = tiny_kmdgan
@@ -101,7 +91,7 @@ def test_live_view_shows_frames_with_the_overlay_and_the_verdict_stream_updates(
     runner = start(service)
     url = f"http://127.0.0.1:{port}"
     try:
-        assert wait_for(lambda: get(url + "/latest.jpg")[0] == 200, 60)
+        assert wait_until(lambda: get(url + "/latest.jpg")[0] == 200, 60)
         page = browser.new_page(viewport={"width": 1024, "height": 768})  # a tablet's screen
         page.goto(url + "/")
         page.wait_for_function("document.querySelector('#live').naturalWidth > 0", timeout=20000)
@@ -138,7 +128,7 @@ def test_the_slider_changes_what_would_be_ng_and_apply_makes_a_version_the_next_
     runner = start(service)
     url = f"http://127.0.0.1:{port}"
     try:
-        assert wait_for(lambda: len(verdicts) >= 12, 60)
+        assert wait_until(lambda: len(verdicts) >= 12, 60)
         page = browser.new_page(viewport={"width": 1024, "height": 900})
         page.goto(url + "/")
         page.click("nav button[data-tab=tuning]")
@@ -173,7 +163,7 @@ def test_the_slider_changes_what_would_be_ng_and_apply_makes_a_version_the_next_
         record = json.loads((now / "calibration.json").read_text())
         assert record["retuned"]["by"] == "test integrator" and record["threshold"] == pytest.approx(new)
         count = len(verdicts)
-        assert wait_for(lambda: any(v["threshold"] == pytest.approx(new, abs=1e-4) for v in verdicts[count:]), 30)
+        assert wait_until(lambda: any(v["threshold"] == pytest.approx(new, abs=1e-4) for v in verdicts[count:]), 30)
         later = [v for v in verdicts[count:] if v["threshold"] == pytest.approx(new, abs=1e-4)]
         assert all(v["verdict"] == ("NG" if v["score"] >= new else "OK") for v in later if v["score"] is not None)
         page.wait_for_function(f"Math.abs(Number(document.querySelector('#threshold-now').textContent) - {new}) < 1e-3",
@@ -193,7 +183,7 @@ def test_beyond_loopback_a_request_without_the_token_is_refused(tiny_kmdgan, fra
     runner = start(service)
     url = f"http://127.0.0.1:{port}"
     try:
-        assert wait_for(lambda: get(url + "/latest.jpg", "s3cret-token")[0] == 200, 60)
+        assert wait_until(lambda: get(url + "/latest.jpg", "s3cret-token")[0] == 200, 60)
         for path in ("/", "/latest.jpg", "/api/status", "/api/tuning", "/metrics", "/live.mjpg", "/events"):
             assert get(url + path)[0] == 401, path
             assert get(url + path, "wrong")[0] == 401, path

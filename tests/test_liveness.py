@@ -10,14 +10,8 @@ from edge_inspector.config import load_config
 from edge_inspector.service import pipeline
 from edge_inspector.service.pipeline import LineService
 from tests.mqtt_helpers import Broker, Collector, needs_mosquitto
+from tests.mqtt_helpers import wait_until as wait
 from tests.service_helpers import NotifySocket, start, station
-
-
-def wait(predicate, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not predicate() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return predicate()
 
 
 @needs_mosquitto

@@ -49,7 +49,7 @@ class Inspection:
         return self.to_frame(self.anomaly_map, nearest=False)
 
 
-def _bgr(image: np.ndarray) -> np.ndarray:
+def as_bgr(image: np.ndarray) -> np.ndarray:
     if image.ndim == 2:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     if image.shape[2] == 4:
@@ -96,10 +96,10 @@ def inspect_frame(image: np.ndarray, infer, size: int, cfg) -> Inspection:
     if cfg.mode == "resize":
         # resized before a mono frame is made BGR: a third of the pixels to filter
         small = shrink(image[y : y + h, x : x + w], size)
-        maps, scores = infer(to_tensor_layout([_bgr(small)]))
+        maps, scores = infer(to_tensor_layout([as_bgr(small)]))
         return Inspection(maps[0], float(scores[0]), 1, image.shape[:2], roi)
     tile = cfg.tile_size or size
-    part = padded(_bgr(image[y : y + h, x : x + w]), tile)
+    part = padded(as_bgr(image[y : y + h, x : x + w]), tile)
     ph, pw = part.shape[:2]
     boxes = tile_boxes((ph, pw), tile, cfg.overlap)
     acc = np.zeros((ph, pw), np.float32)

@@ -8,23 +8,17 @@ import cv2
 import numpy as np
 
 from edge_inspector.calibration.quality import CLIP_SHARE, measure
-from edge_inspector.inspection.frame import tile_origins
+from edge_inspector.inspection.frame import as_bgr, tile_origins
 from edge_inspector.inspection.postprocess import decide
 
 MAX_WIDTH = 960  # the live view is scaled down to this: a tablet shows no more, and the link is spared
 RED, YELLOW, GREEN, BLUE = (40, 40, 230), (0, 220, 255), (80, 200, 60), (230, 160, 40)
 
 
-def bgr(image: np.ndarray) -> np.ndarray:
-    if image.ndim == 2:
-        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
-    return image[..., :3] if image.shape[2] == 4 else image
-
-
 def overlay(image: np.ndarray, result, regions, pixel_threshold: float, inspection) -> np.ndarray:
     """The frame with the mask (the map cut at pixel_threshold) in red, region boxes in yellow, the
     ROI in green and, in tile mode, the tile grid in blue; scaled to MAX_WIDTH at most."""
-    out = bgr(image).copy()
+    out = as_bgr(image).copy()
     if result is not None:
         mask = result.to_frame((result.anomaly_map >= pixel_threshold).astype(np.uint8)) > 0
         out[mask] = (0.45 * out[mask] + 0.55 * np.array(RED)).astype(np.uint8)
@@ -60,7 +54,7 @@ def setup_aids(image: np.ndarray) -> dict:
     """Focus (Laplacian variance at 256 px, as calibrate measures it), clipped shares and a 64-bin
     grey histogram: what a lens and lighting are adjusted by."""
     m = measure(image)
-    grey = image if image.ndim == 2 else cv2.cvtColor(bgr(image), cv2.COLOR_BGR2GRAY)
+    grey = image if image.ndim == 2 else cv2.cvtColor(as_bgr(image), cv2.COLOR_BGR2GRAY)
     hist = cv2.calcHist([grey], [0], None, [64], [0, 256]).ravel()
     return {"focus": round(m.sharpness, 1), "clipped_white": round(m.bright, 4), "clipped_black": round(m.dark, 4),
             "clip_limit": CLIP_SHARE, "histogram": [round(float(v) / max(float(hist.sum()), 1.0), 5) for v in hist],

@@ -218,29 +218,24 @@ class WebServer:
         return Response(await run_in_threadpool(draw), media_type="image/jpeg")
 
     async def apply(self, request: Request) -> Response:
-        try:
-            body = await request.json()
-            t, p = float(body["threshold"]), float(body["pixel_threshold"])
-            who = printable(str(body.get("who") or "").strip(), 64)
-            if not who:
-                raise UserError("say who applies the change (the 'who' field)")
-            version = await run_in_threadpool(self.service.retune, t, p, who, request.client.host)
-        except UserError as exc:
-            return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-        except (ValueError, KeyError, TypeError):
-            return JSONResponse({"ok": False, "error": "expected JSON {threshold, pixel_threshold, who}"},
-                                status_code=400)
-        return JSONResponse({"ok": True, "version": version})
+        return await self._change(request, "applies the change", "{threshold, pixel_threshold, who}",
+                                  lambda b: (float(b["threshold"]), float(b["pixel_threshold"])), self.service.retune)
 
     async def rollback(self, request: Request) -> Response:
+        return await self._change(request, "rolls back", "{who}", lambda b: (), self.service.rollback_calibration)
+
+    async def _change(self, request: Request, what: str, expected: str, parse, act) -> Response:
+        """A calibration change: its JSON body read by parse, who makes it required, act(*args, who,
+        client address) run off the event loop; the new version, or why not, as JSON."""
         try:
             body = await request.json()
+            args = parse(body)
             who = printable(str(body.get("who") or "").strip(), 64)
             if not who:
-                raise UserError("say who rolls back (the 'who' field)")
-            version = await run_in_threadpool(self.service.rollback_calibration, who, request.client.host)
+                raise UserError(f"say who {what} (the 'who' field)")
+            version = await run_in_threadpool(act, *args, who, request.client.host)
         except UserError as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-        except (ValueError, TypeError):
-            return JSONResponse({"ok": False, "error": "expected JSON {who}"}, status_code=400)
+        except (ValueError, KeyError, TypeError, AttributeError):  # not JSON, not an object, a field missing
+            return JSONResponse({"ok": False, "error": f"expected JSON {expected}"}, status_code=400)
         return JSONResponse({"ok": True, "version": version})
