@@ -19,7 +19,8 @@ from pathlib import Path
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
-from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate, numpy_predict
+from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate
+from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 

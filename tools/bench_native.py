@@ -26,7 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge_inspector.config import InspectionConfig, KMDGANModelConfig  # noqa: E402
 from edge_inspector.data import load_split  # noqa: E402
 from edge_inspector.data.synthetic_product import write_large_frame_set  # noqa: E402
-from edge_inspector.evaluation.harness import evaluate_frames, frames_of, numpy_predict  # noqa: E402
+from edge_inspector.evaluation.harness import evaluate_frames, frames_of  # noqa: E402
+from edge_inspector.inspection.frame import numpy_predict  # noqa: E402
 from edge_inspector.inspection.tiled_training import train_station_model  # noqa: E402
 from edge_inspector.model.kmdgan.artefact import load_artefact  # noqa: E402
 

@@ -23,9 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from edge_inspector.calibration.run import samples  # noqa: E402
 from edge_inspector.config import InspectionConfig  # noqa: E402
 from edge_inspector.data.imageio import read_image  # noqa: E402
-from edge_inspector.evaluation.harness import numpy_predict  # noqa: E402
 from edge_inspector.evaluation.metrics import mask_metrics  # noqa: E402
-from edge_inspector.inspection.frame import inspect_frame  # noqa: E402
+from edge_inspector.inspection.frame import inspect_frame, numpy_predict  # noqa: E402
 from edge_inspector.model.kmdgan.artefact import load_artefact  # noqa: E402
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold  # noqa: E402
 from edge_inspector.model.scoring import split_holdout  # noqa: E402

@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 
 from edge_inspector.data import load_split
-from edge_inspector.evaluation.harness import evaluate, numpy_predict
+from edge_inspector.evaluation.harness import evaluate
+from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.scoring import split_holdout

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import platform
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import cv2
@@ -17,9 +17,7 @@ from edge_inspector.data.imageio import read_image, read_mask
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.evaluation.metrics import mask_metrics, protocol_metrics
-from edge_inspector.inspection.frame import inspect_frame
-
-Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images -> (maps, scores)
+from edge_inspector.inspection.frame import Predict, inspect_frame
 
 METRIC_NAMES = {
     "image_auroc": "image AUROC",
@@ -30,18 +28,6 @@ METRIC_NAMES = {
     "false_reject_rate": "false rejects @ threshold",
     "escape_rate": "escapes @ threshold",
 }
-
-
-def numpy_predict(model) -> Predict:
-    """A Predict for a torch model called on an image tensor (a LoadedModel, a MemoryBankScorer)."""
-    import torch
-
-    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with torch.no_grad():
-            maps, scores = model(torch.from_numpy(images))
-        return maps.numpy(), scores.numpy()
-
-    return predict
 
 
 def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_size: int = 1,

@@ -9,6 +9,7 @@ pixels on a 20-megapixel frame keeps its pixels instead of being averaged away b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -55,6 +56,21 @@ def as_bgr(image: np.ndarray) -> np.ndarray:
     if image.shape[2] == 4:
         return cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
     return image
+
+
+Predict = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]  # images (B, 3, S, S) -> (maps, scores)
+
+
+def numpy_predict(model) -> Predict:
+    """A Predict for a torch model called on an image tensor (a LoadedModel, a MemoryBankScorer)."""
+    import torch
+
+    def predict(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            maps, scores = model(torch.from_numpy(images))
+        return maps.numpy(), scores.numpy()
+
+    return predict
 
 
 def tile_origins(length: int, tile: int, overlap: float) -> list[int]:

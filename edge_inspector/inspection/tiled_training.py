@@ -17,12 +17,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 
 from edge_inspector.data.imageio import read_image, read_mask
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import UserError
-from edge_inspector.inspection.frame import inspect_frame, padded, region, tile_boxes
+from edge_inspector.inspection.frame import inspect_frame, numpy_predict, padded, region, tile_boxes
 from edge_inspector.model.kmdgan.artefact import load_artefact, update_artefact
 from edge_inspector.model.scoring import max_threshold_from_tail, split_holdout, threshold_from_normals
 
@@ -74,10 +73,7 @@ def tiled_split(split: Split, inspection, size: int, work: Path) -> tuple[Split,
 
 def inspect_frames(model, samples: list[Sample], inspection) -> list[tuple]:
     """(sample, BGR frame, Inspection) for each readable frame, inspected as the service does."""
-    def infer(batch: np.ndarray):
-        maps, scores = model(torch.from_numpy(batch))
-        return maps.numpy(), scores.numpy()
-
+    infer = numpy_predict(model)
     out = []
     for s in samples:
         image = read_image(s.image)

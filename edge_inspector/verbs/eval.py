@@ -41,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from edge_inspector.evaluation import harness
+    from edge_inspector.inspection.frame import numpy_predict
 
     kind = args.model or ("kmdgan" if args.artefact else None)
     if kind is None and args.config:
@@ -78,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         if threshold_cfg.override is not None:
             threshold = threshold_cfg.override
         inspection = inspection_of(args, cfg)
-        predict = harness.numpy_predict(model)
+        predict = numpy_predict(model)
         if inspection is None:
             result = harness.evaluate(predict, split, model_cfg.input_size, threshold, args.batch_size,
                                       progress=not args.quiet, pixel_threshold=pixel_threshold)
