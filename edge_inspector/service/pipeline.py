@@ -28,7 +28,6 @@ from edge_inspector.service.metrics import Metrics
 from edge_inspector.service.mqtt import MqttLink, Topics
 from edge_inspector.service.notify import Notifier
 from edge_inspector.service.outbox import Outbox
-from edge_inspector.service.sparkplug.node import SparkplugNode
 from edge_inspector.service.verdict import encode, mask_png, verdict_message
 
 log = logging.getLogger(__name__)
@@ -60,9 +59,10 @@ class LineService(ServiceControl):
         self.queue = FrameQueue(cfg.service.queue_size)
         self.topics = Topics(cfg.mqtt.topic_prefix, cfg.station) if cfg.mqtt else None
         self.link = MqttLink(cfg.mqtt, cfg.station, self.outbox, self.on_command, self.set_state) if cfg.mqtt else None
-        spb = cfg.mqtt.sparkplug if cfg.mqtt else None
-        self.sparkplug = SparkplugNode(cfg.mqtt, spb, cfg.station, root, self.live_status) if spb else None
-        self.web = None
+        self.sparkplug = self.web = None
+        if cfg.mqtt is not None and cfg.mqtt.sparkplug is not None:  # imported (protobuf too) only where on
+            from edge_inspector.service.sparkplug.node import SparkplugNode
+            self.sparkplug = SparkplugNode(cfg.mqtt, cfg.mqtt.sparkplug, cfg.station, root, self.live_status)
         if cfg.service.http is not None:  # imported only where the page is on
             from edge_inspector.service.web.server import WebServer
             self.web = WebServer(self, cfg.service.http)
