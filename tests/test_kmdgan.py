@@ -182,6 +182,10 @@ def test_the_pixel_threshold_is_chosen_on_training_data_and_stored(trained):
     assert 0 < model.pixel_threshold < 1 and str(model.pixel_threshold) in validation
     best = validation[str(model.pixel_threshold)]["objective"]
     assert best == max(v["objective"] for v in validation.values())  # the best candidate on validation data
+    chosen = validation[str(model.pixel_threshold)]
+    # the extent chosen with it is stored (None where the plain cut did as well) and never does worse
+    assert model.pixel_extent == (None if chosen["extent"] >= model.pixel_threshold else chosen["extent"])
+    assert all(v["anomaly_dice"] >= v["anomaly_dice_plain"] for v in validation.values())
 
 
 

@@ -106,3 +106,6 @@ def test_mask_metrics_measure_the_cut_map_against_the_truth():
     assert out["area_ratio_median"] == pytest.approx(2.25) and out["area_within_0.5_2"] == 0.5
     assert out["spurious_share"] == 1.0
     assert metrics.mask_metrics([0, 1, 1], masks, maps, pixel_threshold=0.95)["spurious_share"] == 0.0
+    maps[1, 0:4, 2:4] = 0.4  # the rest of the first defect, faint: the extent level takes it in
+    grown = metrics.mask_metrics([0, 1, 1], masks, maps, pixel_threshold=0.6, extent=0.3)
+    assert grown["mask_iou"] == pytest.approx((1.0 + 0.25) / 2, abs=1e-4) and grown["extent"] == 0.3

@@ -9,7 +9,7 @@ import pytest
 from edge_inspector.cameras.base import Frame
 from edge_inspector.config import InspectionConfig
 from edge_inspector.inspection.frame import inspect_frame, tile_origins
-from edge_inspector.inspection.postprocess import decide
+from edge_inspector.inspection.postprocess import cut_mask, decide
 from edge_inspector.service.commands import BadCommand, parse
 from edge_inspector.service.frame_queue import FrameQueue
 from edge_inspector.service.notify import Notifier
@@ -64,6 +64,23 @@ def test_regions_have_box_area_and_peak_and_min_area_decides():
     speck_only[60, 100] = 0.7
     assert decide(speck_only, 5.0, 1.0, 0.5, min_area=10).verdict == "OK"  # too small to count
     assert decide(amap, 5.0, 1.0, 0.5, min_area=10).verdict == "NG"
+
+
+def test_hysteresis_extends_a_region_only_where_it_reaches_the_pixel_threshold():
+    amap = np.zeros((60, 60), np.float32)
+    amap[10:30, 10:30] = 0.3  # a defect's faint extent ...
+    amap[18:22, 18:22] = 0.9  # ... around its strong core
+    amap[45:55, 45:55] = 0.3  # a faint patch that never reaches the threshold
+    plain = cut_mask(amap, 0.5)
+    assert plain.sum() == 16 and plain.dtype == np.uint8
+    grown = cut_mask(amap, 0.5, extent=0.2)
+    assert grown.sum() == 400 and not grown[45:55, 45:55].any()  # the core's extent, not the faint patch
+    assert (cut_mask(amap, 0.5, extent=0.6) == plain).all()  # an extent above the threshold: a plain cut
+    assert not cut_mask(np.full((8, 8), 0.3, np.float32), 0.5, extent=0.2).any()  # no seed, no region
+    d = decide(amap, 5.0, 1.0, 0.5, min_area=100, extent=0.2)
+    assert d.verdict == "NG" and [r.as_dict() for r in d.regions] == [{"bbox": [10, 10, 20, 20], "area": 400,
+                                                                       "peak": 0.9}]
+    assert decide(amap, 5.0, 1.0, 0.5, min_area=100).verdict == "OK"  # the core alone is under min_area
 
 
 def test_regions_of_a_small_map_are_reported_in_frame_pixels():

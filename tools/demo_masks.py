@@ -33,6 +33,10 @@ from edge_inspector.model.scoring import split_holdout  # noqa: E402
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--demo", type=Path, default=Path("demo"), help="the output folder of `edge-inspector demo`")
+    p.add_argument("--defects", nargs="+", default=["trained", "pasted"], choices=["trained", "pasted"],
+                   help="how the few-shot defects enter the pixel threshold's validation")
+    p.add_argument("--cuts", nargs="+", default=["hysteresis", "plain"], choices=["hysteresis", "plain"],
+                   help="the mask cut: with an extent level chosen beside the pixel threshold, or at one level")
     p.add_argument("--out", type=Path, default=Path("reports/demo_masks.json"))
     args = p.parse_args()
     station = args.demo / "calibration" / "demo"
@@ -46,16 +50,18 @@ def main() -> int:
         maps.append(result.frame_map())
         truths.append(cv2.imread(str(truth), cv2.IMREAD_GRAYSCALE) > 127)
     rows = {}
-    for defects in ("trained", "pasted"):
-        level, _ = choose_pixel_threshold(model.model, model.banks, holdout, split.few_shot, model.input_size,
-                                          defects=defects)
-        rows[defects] = mask_metrics([1] * len(maps), truths, maps, level)
+    for defects in args.defects:
+        for cut in args.cuts:
+            level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, split.few_shot,
+                                                      model.input_size, defects=defects, hysteresis=cut == "hysteresis")
+            rows[f"{defects}, {cut}"] = mask_metrics([1] * len(maps), truths, maps, level, extent=extent)
     print(f"{len(maps)} defective line parts of {args.demo}")
-    print("| few-shot defects in validation | pixel threshold | mask IoU | median area ratio | area within 0.5-2 |")
+    print("| few-shot defects in validation, cut | pixel threshold / extent | mask IoU | median area ratio | "
+          "area within 0.5-2 |")
     print("|---|---|---|---|---|")
-    for defects, m in rows.items():
-        print(f"| {defects} | {m['pixel_threshold']} | {m['mask_iou']:.3f} | {m['area_ratio_median']:.2f} | "
-              f"{m['area_within_0.5_2']:.0%} |")
+    for name, m in rows.items():
+        print(f"| {name} | {m['pixel_threshold']} / {m['extent'] or '-'} | {m['mask_iou']:.3f} | "
+              f"{m['area_ratio_median']:.2f} | {m['area_within_0.5_2']:.0%} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=2) + "\n")
     return 0

@@ -3,8 +3,10 @@
 only): for each of geometric, max and none (the mask alone), the pixel threshold is chosen on
 training data as `train` chooses it (held-out training normals, the few-shot anomalies, synthetic
 anomalies on the held-out normals) and that validation objective is printed beside the test
-part's protocol metrics and mask quality at the chosen threshold. The choice between blends is
-made on the validation column; the test columns report. Prints a table and writes JSON.
+part's protocol metrics and mask quality at the chosen threshold, for the cut with hysteresis
+(a pixel threshold and an extent level, chosen together) and, with `--cuts plain`, the plain cut.
+The choice between blends is made on the validation column; the test columns report. Prints a
+table and writes JSON.
 
     python tools/map_blend.py --artefact models/eval-magnetic-tile-kmdgan.safetensors
 """
@@ -12,6 +14,7 @@ made on the validation column; the test columns report. Prints a table and write
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -37,6 +40,8 @@ def main() -> int:
     p.add_argument("--blends", nargs="+", default=list(BLENDS), choices=BLENDS)
     p.add_argument("--defects", nargs="+", default=["trained"], choices=["trained", "pasted"],
                    help="how the few-shot defects enter the pixel threshold's validation (pixel_threshold.py)")
+    p.add_argument("--cuts", nargs="+", default=["hysteresis"], choices=["hysteresis", "plain"],
+                   help="the mask cut: with an extent level (inspection/postprocess.cut_mask) or at one level")
     p.add_argument("--out", type=Path, default=Path("reports/map_blend.json"))
     args = p.parse_args()
     model = load_artefact(args.artefact)
@@ -45,20 +50,25 @@ def main() -> int:
     g, size = model.model, model.input_size
     predict = numpy_predict(model)  # g's blend, set below, is what it runs
     results = {}
-    for blend in args.blends:
-        for defects in args.defects:
-            g.arch.map_blend = blend
-            level, validation = choose_pixel_threshold(g, model.banks, holdout, split.few_shot, size, defects=defects)
-            result = evaluate(predict, split, size, model.threshold, progress=False, pixel_threshold=level)
-            result["validation_objective"] = validation.get(str(level), {})
-            name = blend if len(args.defects) == 1 else f"{blend}, few-shot {defects}"
-            results[name] = result
-            print(f"{name}: pixel threshold {level}, validation {result['validation_objective']}", file=sys.stderr)
-    header = ["blend", "pixel threshold (chosen on training data)", "validation objective", *COLUMNS, *MASK_COLUMNS]
+    for blend, defects, cut in itertools.product(args.blends, args.defects, args.cuts):
+        g.arch.map_blend = blend
+        level, extent, validation = choose_pixel_threshold(g, model.banks, holdout, split.few_shot, size,
+                                                           defects=defects, hysteresis=cut == "hysteresis")
+        result = evaluate(predict, split, size, model.threshold, progress=False, pixel_threshold=level,
+                          extent=extent)
+        result["validation_objective"] = validation.get(str(level), {})
+        name = ", ".join([blend] + ([f"few-shot {defects}"] if len(args.defects) > 1 else [])
+                         + ([f"{cut} cut"] if len(args.cuts) > 1 else []))
+        results[name] = result
+        print(f"{name}: pixel threshold {level}, extent {extent}, validation {result['validation_objective']}",
+              file=sys.stderr)
+    header = ["blend", "pixel threshold / extent (chosen on training data)", "validation objective", *COLUMNS,
+              *MASK_COLUMNS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for blend, r in results.items():
         mask, metrics = r["mask_at_operating_point"], r["metrics"]
-        cells = [blend, str(mask["pixel_threshold"]), str(r["validation_objective"].get("objective"))]
+        cells = [blend, f"{mask['pixel_threshold']} / {mask['extent'] or '-'}",
+                 str(r["validation_objective"].get("objective"))]
         cells += [f"{metrics[c]:.4f}" for c in COLUMNS] + ["-" if mask[c] is None else f"{mask[c]:.4f}"
                                                             for c in MASK_COLUMNS]
         lines.append("| " + " | ".join(cells) + " |")

@@ -21,6 +21,7 @@ from edge_inspector.data.imageio import from_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import ConfigError, UserError
+from edge_inspector.inspection.postprocess import cut_mask
 from edge_inspector.model.scoring import split_holdout
 
 log = logging.getLogger(__name__)
@@ -85,15 +86,17 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
     defect_scores = np.array([score for *_, score in defects_out])
     overlays = []
     level = cfg.threshold.pixel_threshold or model.pixel_threshold
+    extent = cfg.threshold.pixel_extent or model.pixel_extent
     for sample, image, truth, amap, score in defects_out:
         verdict = "NG" if score >= model.threshold else "OK (escape)"
         overlays.append((f"{sample.image.name}: score {score:.2f}, {verdict}",
-                         overlay(image, amap >= level, truth)))
+                         overlay(image, cut_mask(amap, level, extent) > 0, truth)))
     training = model.meta["training"]
     report = write_report(work / "report", cfg.station, model.threshold, normal_scores, defect_scores, overlays,
                           collection, training)
     record = {"station": cfg.station, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "threshold": model.threshold, "pixel_threshold": model.pixel_threshold, "model_sha256": model.meta["sha256"],
+              "threshold": model.threshold, "pixel_threshold": model.pixel_threshold,
+              "pixel_extent": model.pixel_extent, "model_sha256": model.meta["sha256"],
               "normal_samples": len(split.train_normal), "defect_samples": len(split.few_shot),
               "held_out_normals": len(normal_scores),
               "expected_false_reject_rate": float((normal_scores >= model.threshold).mean()) if len(normal_scores) else None,

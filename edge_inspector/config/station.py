@@ -76,6 +76,9 @@ class ThresholdConfig(Strict):
                                  "(0: the image score alone decides).")
     pixel_threshold: float | None = Field(None, gt=0, lt=1, description="Anomaly-map level above which a pixel is "
                                           "defective; default: the model's own, chosen on training data.")
+    pixel_extent: float | None = Field(None, gt=0, lt=1, description="Level a defect region extends down to once "
+                                       "it reaches pixel_threshold (hysteresis); default: the model's own, chosen "
+                                       "on training data (none: a plain cut).")
 
 
 Roi = Annotated[list[int], Field(min_length=4, max_length=4, description="[x, y, width, height] in frame pixels.")]

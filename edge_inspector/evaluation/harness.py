@@ -31,7 +31,7 @@ METRIC_NAMES = {
 
 
 def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_size: int = 1,
-             progress: bool = True, pixel_threshold: float | None = None) -> dict:
+             progress: bool = True, pixel_threshold: float | None = None, extent: float | None = None) -> dict:
     """Metrics over split.test; time per image is the model call only (reading excluded)."""
     maps, scores, masks, labels, with_mask = [], [], [], [], []
     seconds = 0.0
@@ -47,7 +47,7 @@ def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_
         labels += [s.label for s in batch.samples]
         with_mask += [s.label == 0 or s.mask is not None for s in batch.samples]
     result = _result(labels, np.concatenate(scores), np.concatenate(masks), np.concatenate(maps), threshold,
-                     seconds, len(test), size, np.array(with_mask), pixel_threshold)
+                     seconds, len(test), size, np.array(with_mask), pixel_threshold, extent)
     result.update(split=split.sizes(), batch_size=batch_size)
     return result
 
@@ -63,7 +63,7 @@ def frames_of(samples: Sequence[Sample]) -> Iterator[tuple[np.ndarray, np.ndarra
 
 def evaluate_frames(frames: Iterable[tuple[np.ndarray, np.ndarray, int]], predict: Predict, size: int,
                     threshold: float, inspection, eval_size: int, total: int | None = None,
-                    pixel_threshold: float | None = None,
+                    pixel_threshold: float | None = None, extent: float | None = None,
                     progress: bool = True) -> dict:
     """Metrics over frames of any size inspected as the line service does (resize or tiles, see
     service.inspect); each anomaly map is brought to frame resolution, then map and mask to an
@@ -82,17 +82,18 @@ def evaluate_frames(frames: Iterable[tuple[np.ndarray, np.ndarray, int]], predic
         scores.append(found.score)
         labels.append(label)
     result = _result(labels, np.array(scores, np.float64), np.stack(masks), np.stack(maps), threshold, seconds,
-                     total if total is not None else len(labels), size, pixel_threshold=pixel_threshold)
+                     total if total is not None else len(labels), size, pixel_threshold=pixel_threshold,
+                     extent=extent)
     result.update(inspection=inspection.model_dump(mode="json"), eval_size=eval_size, batch_size=inspection.batch)
     return result
 
 
 def _result(labels, scores, masks, maps, threshold, seconds, offered, size, with_mask=None,
-            pixel_threshold=None) -> dict:
+            pixel_threshold=None, extent=None) -> dict:
     return {
         "metrics": protocol_metrics(np.array(labels), scores, masks, maps, threshold, with_mask),
         "mask_at_operating_point": None if pixel_threshold is None else
-        mask_metrics(labels, masks, maps, pixel_threshold, with_mask),
+        mask_metrics(labels, masks, maps, pixel_threshold, with_mask, extent),
         "threshold": threshold,
         "test_images_evaluated": len(labels),
         "test_images_skipped": offered - len(labels),
@@ -123,7 +124,8 @@ def format_table(result: dict) -> str:
     mask = result.get("mask_at_operating_point")
     if mask:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        rows += [(f"mask IoU / Dice @ pixel threshold {mask['pixel_threshold']}",
+        cut = f"pixel threshold {mask['pixel_threshold']}" + (f", extent {mask['extent']}" if mask.get("extent") else "")
+        rows += [(f"mask IoU / Dice @ {cut}",
                   f"{fmt(mask['mask_iou'])} / {fmt(mask['mask_dice'])}"),
                  ("predicted / true area: median, share within 0.5-2",
                   f"{fmt(mask['area_ratio_median'])}, {fmt(mask['area_within_0.5_2'])}"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from edge_inspector.inspection.postprocess import cut_mask
 from edge_inspector.model.scoring import class_counts, dice, ranked_sums, roc_auc, roc_points
 
 AUPRO_FPR_LIMIT = 0.3
@@ -97,8 +98,9 @@ def protocol_metrics(labels, scores, masks, maps, threshold: float, with_mask=No
 AREA_BAND = (0.5, 2.0)  # a predicted defect area within this factor of the true one counts as right
 
 
-def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None) -> dict:
-    """The mask the service ships: each map cut at pixel_threshold. Per defective image with a mask,
+def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None, extent: float | None = None) -> dict:
+    """The mask the service ships: each map cut at pixel_threshold (with hysteresis down to extent,
+    as inspection/postprocess.cut_mask cuts it). Per defective image with a mask,
     IoU and Dice against the true mask (means over images) and predicted / true area (median, and
     the share within AREA_BAND); the share of good images with any pixel at or above the level."""
     labels = np.asarray(labels).astype(bool)
@@ -106,7 +108,7 @@ def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None) ->
     ious, dices, ratios = [], [], []
     spurious = []
     for label, ok, mask, amap in zip(labels, known, masks, maps):
-        pred = np.asarray(amap) >= pixel_threshold
+        pred = cut_mask(np.asarray(amap), pixel_threshold, extent).astype(bool)
         if not label:
             spurious.append(bool(pred.any()))
             continue
@@ -118,10 +120,10 @@ def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None) ->
         dices.append(dice(pred, truth))
         ratios.append(pred.sum() / truth.sum())
     lo, hi = AREA_BAND
-    out = {"pixel_threshold": round(float(pixel_threshold), 4),
+    out = {"pixel_threshold": round(float(pixel_threshold), 4), "extent": extent,
            "mask_iou": float(np.mean(ious)) if ious else None, "mask_dice": float(np.mean(dices)) if dices else None,
            "area_ratio_median": float(np.median(ratios)) if ratios else None,
            "area_within_0.5_2": float(np.mean([lo <= r <= hi for r in ratios])) if ratios else None,
            "spurious_share": float(np.mean(spurious)) if spurious else None}
-    return {k: v if v is None or k == "pixel_threshold" else round(v, 4) for k, v in out.items()}
+    return {k: v if v is None or k in ("pixel_threshold", "extent") else round(v, 4) for k, v in out.items()}
 

@@ -1,5 +1,11 @@
 """Verdict from an anomaly map and score: threshold, defect regions (connected components with
-bounding box, area and peak), minimum defect area."""
+bounding box, area and peak), minimum defect area.
+
+The map is cut with hysteresis: a region is a connected part of the map at or above the extent
+level that reaches the pixel threshold somewhere. The pixel threshold decides whether there is a
+defect (it keeps good parts clean); the lower extent level decides how far it reaches (one level
+for both draws masks that are either speckled on good parts or a fraction of the defect).
+"""
 
 from __future__ import annotations
 
@@ -29,14 +35,27 @@ class Decision:
     mask: np.ndarray | None = None  # uint8 0/255 at the map's resolution
 
 
+def cut_mask(anomaly_map: np.ndarray, pixel_threshold: float, extent: float | None = None) -> np.ndarray:
+    """uint8 0/1: the map at or above extent, where connected to a pixel at or above pixel_threshold.
+    extent None (or not below pixel_threshold): the plain cut at pixel_threshold."""
+    seeds = anomaly_map >= pixel_threshold
+    if extent is None or extent >= pixel_threshold or not seeds.any():
+        return seeds.astype(np.uint8)
+    _, labels = cv2.connectedComponents((anomaly_map >= extent).astype(np.uint8), connectivity=8)
+    keep = np.zeros(labels.max() + 1, np.uint8)
+    keep[np.unique(labels[seeds])] = 1  # every seed lies inside a component (extent < pixel_threshold)
+    keep[0] = 0
+    return keep[labels]
+
+
 def decide(anomaly_map: np.ndarray, score: float, threshold: float, pixel_threshold: float,
            min_area: int, max_regions: int = 32, scale: tuple[float, float] = (1.0, 1.0),
-           offset: tuple[int, int] = (0, 0)) -> Decision:
+           offset: tuple[int, int] = (0, 0), extent: float | None = None) -> Decision:
     """NG when the score reaches the threshold and, with min_area > 0, a region is at least that large.
     Regions are listed, largest first, whatever the verdict (a SCADA view may show near-misses).
     scale (frame pixels per map pixel, x and y) and offset put regions in frame coordinates;
-    min_area is in frame pixels."""
-    mask = (anomaly_map >= pixel_threshold).astype(np.uint8)
+    min_area is in frame pixels; extent: the hysteresis level (cut_mask)."""
+    mask = cut_mask(anomaly_map, pixel_threshold, extent)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
     sx, sy = scale
     areas = stats[1:, cv2.CC_STAT_AREA] * (sx * sy)

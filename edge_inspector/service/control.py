@@ -133,6 +133,12 @@ class ServiceControl:
         return float(override) if override is not None else self.model.pixel_threshold
 
     @property
+    def pixel_extent(self) -> float | None:
+        """The hysteresis level masks extend down to (None: a plain cut at the pixel threshold)."""
+        override = self.cfg.threshold.pixel_extent
+        return float(override) if override is not None else getattr(self.model, "pixel_extent", None)
+
+    @property
     def threshold(self) -> float:
         override = self.cfg.threshold.override
         return float(override) if override is not None else self.model.threshold

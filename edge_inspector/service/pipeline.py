@@ -100,7 +100,8 @@ class LineService(ServiceControl):
                 score = result.score
                 t1 = time.monotonic()
                 decision = decide(result.anomaly_map, score, self.threshold, self.pixel_threshold,
-                                  self.cfg.threshold.min_defect_area, scale=result.scale, offset=result.roi[:2])
+                                  self.cfg.threshold.min_defect_area, scale=result.scale, offset=result.roi[:2],
+                                  extent=self.pixel_extent)
             except Exception as exc:  # a frame that breaks inspection must not break the line
                 error = f"{type(exc).__name__}: {exc}"
                 log.error("frame from %s could not be inspected: %s", frame.camera, error)

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
                                     progress=not args.quiet)
             threshold = float(model.threshold)
             pixel_threshold = threshold_cfg.pixel_threshold  # its map is a distance: no level of its own
+            extent = threshold_cfg.pixel_extent
             extra = {"score_mode": model.score_mode, "score_validation_auroc": model.validation}
         else:
             from edge_inspector.inspection.tiled_training import train_station_model
@@ -73,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                             progress=not args.quiet)
             threshold = model.threshold
             pixel_threshold = threshold_cfg.pixel_threshold or model.pixel_threshold
+            extent = threshold_cfg.pixel_extent or model.pixel_extent
             extra = {"artefact": str(model.path), "training": model.meta["training"],
                      "architecture": model.meta["architecture"]}
             model_cfg = model_cfg.model_copy(update={"input_size": model.input_size})
@@ -82,11 +84,11 @@ def run(args: argparse.Namespace) -> int:
         predict = numpy_predict(model)
         if inspection is None:
             result = harness.evaluate(predict, split, model_cfg.input_size, threshold, args.batch_size,
-                                      progress=not args.quiet, pixel_threshold=pixel_threshold)
+                                      progress=not args.quiet, pixel_threshold=pixel_threshold, extent=extent)
         else:
             result = harness.evaluate_frames(harness.frames_of(split.test), predict, model_cfg.input_size, threshold,
                                              inspection, args.eval_size or model_cfg.input_size, total=len(split.test),
-                                             progress=not args.quiet, pixel_threshold=pixel_threshold)
+                                             progress=not args.quiet, pixel_threshold=pixel_threshold, extent=extent)
             result["split"] = split.sizes()
     result.update(model=kind, dataset=name, root=str(root), model_config=model_cfg.model_dump(mode="json"),
                   seed=args.seed, **extra)

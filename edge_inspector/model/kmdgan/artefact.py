@@ -54,6 +54,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"threshold {threshold} is not finite")
     if not 0 < float(meta.get("pixel_threshold", 0.5)) < 1:
         raise ValueError(f"pixel_threshold {meta['pixel_threshold']} not within (0, 1)")
+    if meta.get("pixel_extent") is not None and not 0 < float(meta["pixel_extent"]) < 1:
+        raise ValueError(f"pixel_extent {meta['pixel_extent']} not within (0, 1)")
     if meta.get("backbone", "efficientnet-lite0") not in VARIANTS:
         raise ValueError(f"backbone {meta['backbone']!r} unknown")
     if arch.blend not in ("geometric", "max", "none"):
@@ -67,7 +69,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
 
 
 def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor], threshold: float,
-                  input_size: int, training: dict, pixel_threshold: float = 0.5) -> Path:
+                  input_size: int, training: dict, pixel_threshold: float = 0.5,
+                  pixel_extent: float | None = None) -> Path:
     tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"memory.{s}": b.detach().cpu().contiguous() for s, b in zip(model.matched, banks)})
     meta = {
@@ -78,6 +81,7 @@ def save_artefact(path: Path, model: KMDGANGenerator, banks: list[torch.Tensor],
         "architecture": model.arch.as_dict(),
         "threshold": threshold,
         "pixel_threshold": pixel_threshold,
+        "pixel_extent": pixel_extent,
         "training": training,
     }
     meta["sha256"] = checksum(tensors, meta)
@@ -103,6 +107,13 @@ class LoadedModel:
     def pixel_threshold(self) -> float:
         """The anomaly-map level chosen on training data (0.5 in artefacts older than the choice)."""
         return float(self.meta.get("pixel_threshold", 0.5))
+
+    @property
+    def pixel_extent(self) -> float | None:
+        """The hysteresis level masks extend down to (inspection/postprocess.cut_mask); None: a plain
+        cut at the pixel threshold (artefacts older than the choice, or where it chose none)."""
+        value = self.meta.get("pixel_extent")
+        return None if value is None else float(value)
 
     @property
     def input_size(self) -> int:

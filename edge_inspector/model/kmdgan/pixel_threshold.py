@@ -5,6 +5,11 @@ so a fixed 0.5 is not a choice. Candidates are scored on held-out training norma
 without any pixel at or above the level) and on anomalies with known masks: the few-shot ones
 (flipped) and synthetic anomalies pasted onto the held-out normals (mean Dice of the cut map), the
 two halves weighted equally. The test part is never used.
+
+The cut has two levels (inspection/postprocess.cut_mask): a region must reach the pixel threshold
+and extends over the connected map at or above the extent level. Normals' cleanliness depends on
+the pixel threshold alone, the Dice on both, so the pair is chosen together; an extent equal to
+the pixel threshold (a plain cut) is among the candidates and wins ties.
 """
 
 from __future__ import annotations
@@ -17,12 +22,14 @@ import torch
 from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect
+from edge_inspector.inspection.postprocess import cut_mask
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
 from edge_inspector.model.scoring import dice
 
 log = logging.getLogger(__name__)
 
 CANDIDATES = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.93, 0.95, 0.97, 0.98, 0.99)
+EXTENTS = (0.1, 0.15, 0.2, 0.25) + CANDIDATES  # extent levels, each tried below every larger threshold
 DEFAULT = 0.5  # artefacts written before the choice existed
 
 
@@ -36,8 +43,10 @@ def _maps(model: KMDGANGenerator, banks, images: np.ndarray) -> np.ndarray:
 
 
 def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
-                           seed: int = 0, defects: str = "trained") -> tuple[float, dict]:
-    """(pixel threshold, the validation figures of each candidate). defects: how the few-shot
+                           seed: int = 0, defects: str = "trained", hysteresis: bool = True
+                           ) -> tuple[float, float | None, dict]:
+    """(pixel threshold, extent level or None for a plain cut, the validation figures of each
+    threshold at its best extent). hysteresis False: plain cuts only. defects: how the few-shot
     defects enter the Dice half: "trained", the images themselves, flipped (which the network was
     trained on); "pasted", cut out and pasted onto the held-out normals (backgrounds it never saw)."""
     rng = np.random.default_rng(seed)
@@ -64,16 +73,22 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
                 anomalies.append(np.ascontiguousarray(flip(image)))
                 truths.append(np.ascontiguousarray(flip(mask)))
     if not normal_images or not anomalies:
-        return DEFAULT, {}
+        return DEFAULT, None, {}
     normal_peaks = _maps(model, banks, np.concatenate(normal_images)).reshape(-1, size * size).max(1)
     anomaly_maps = _maps(model, banks, np.stack(anomalies))
     figures = {}
     for t in CANDIDATES:
         clean = float((normal_peaks < t).mean())
-        mean_dice = float(np.mean([dice(m >= t, tr) for m, tr in zip(anomaly_maps, truths)]))
-        figures[t] = {"normals_clean": round(clean, 4), "anomaly_dice": round(mean_dice, 4),
-                      "objective": round(0.5 * clean + 0.5 * mean_dice, 4)}
+        dices = {e: float(np.mean([dice(cut_mask(m, t, e), tr) for m, tr in zip(anomaly_maps, truths)]))
+                 for e in EXTENTS if e == t or (hysteresis and e < t)}
+        extent = max(dices, key=lambda e: (round(dices[e], 4), e))  # ties: the plain cut, then the higher level
+        figures[t] = {"normals_clean": round(clean, 4), "anomaly_dice": round(dices[extent], 4), "extent": extent,
+                      "anomaly_dice_plain": round(dices[t], 4),
+                      "objective": round(0.5 * clean + 0.5 * dices[extent], 4)}
     best = max(CANDIDATES, key=lambda t: (figures[t]["objective"], -abs(t - DEFAULT)))
-    log.info("pixel threshold %.2f chosen on training data (held-out normals clean %.3f, Dice on few-shot and "
-             "synthetic anomalies %.3f)", best, figures[best]["normals_clean"], figures[best]["anomaly_dice"])
-    return best, {str(t): f for t, f in figures.items()}
+    chosen = figures[best]
+    extent = None if chosen["extent"] >= best else chosen["extent"]
+    log.info("pixel threshold %.2f, extent %s chosen on training data (held-out normals clean %.3f, Dice on few-shot "
+             "and synthetic anomalies %.3f; %.3f with a plain cut)", best, extent, chosen["normals_clean"],
+             chosen["anomaly_dice"], chosen["anomaly_dice_plain"])
+    return best, extent, {str(t): f for t, f in figures.items()}

@@ -198,8 +198,8 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     model.cpu().eval()
     threshold = calibrate_scores(model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size,
                                  target_false_reject_rate)
-    pixel_threshold, pixel_validation = choose_pixel_threshold(model, banks.banks, prepared.holdout,
-                                                               split.few_shot, cfg.input_size, seed)
+    pixel_threshold, pixel_extent, pixel_validation = choose_pixel_threshold(
+        model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size, seed)
     training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
                 "train_normals": len(prepared.normals.images), "few_shot": len(split.few_shot),
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
@@ -210,7 +210,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "preparation_seconds": round(prepared.seconds, 1),
                 "distance_score_validation_auroc": getattr(model, "validation", {}),
                 "pixel_threshold_validation": pixel_validation}
-    save_artefact(out, model, banks.banks, threshold, cfg.input_size, training, pixel_threshold)
+    save_artefact(out, model, banks.banks, threshold, cfg.input_size, training, pixel_threshold, pixel_extent)
     checkpoint.unlink(missing_ok=True)
     log.info("model written to %s (threshold %.4f, %.0f s)", out, threshold, training["seconds"])
     return load_artefact(out)

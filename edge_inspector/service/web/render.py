@@ -9,18 +9,19 @@ import numpy as np
 
 from edge_inspector.calibration.quality import CLIP_SHARE, measure
 from edge_inspector.inspection.frame import as_bgr, tile_origins
-from edge_inspector.inspection.postprocess import decide
+from edge_inspector.inspection.postprocess import cut_mask, decide
 
 MAX_WIDTH = 960  # the live view is scaled down to this: a tablet shows no more, and the link is spared
 RED, YELLOW, GREEN, BLUE = (40, 40, 230), (0, 220, 255), (80, 200, 60), (230, 160, 40)
 
 
-def overlay(image: np.ndarray, result, regions, pixel_threshold: float, inspection) -> np.ndarray:
-    """The frame with the mask (the map cut at pixel_threshold) in red, region boxes in yellow, the
+def overlay(image: np.ndarray, result, regions, pixel_threshold: float, inspection,
+            extent: float | None = None) -> np.ndarray:
+    """The frame with the mask (the map cut as the service cuts it) in red, region boxes in yellow, the
     ROI in green and, in tile mode, the tile grid in blue; scaled to MAX_WIDTH at most."""
     out = as_bgr(image).copy()
     if result is not None:
-        mask = result.to_frame((result.anomaly_map >= pixel_threshold).astype(np.uint8)) > 0
+        mask = result.to_frame(cut_mask(result.anomaly_map, pixel_threshold, extent)) > 0
         out[mask] = (0.45 * out[mask] + 0.55 * np.array(RED)).astype(np.uint8)
         contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
         cv2.drawContours(out, contours, -1, RED, 2)
@@ -39,9 +40,10 @@ def overlay(image: np.ndarray, result, regions, pixel_threshold: float, inspecti
     return out
 
 
-def regions_at(result, score: float, threshold: float, pixel_threshold: float, min_area: int):
+def regions_at(result, score: float, threshold: float, pixel_threshold: float, min_area: int,
+               extent: float | None = None):
     """The service's own decision (inspection/postprocess.py) at other thresholds."""
-    return decide(result.anomaly_map, score, threshold, pixel_threshold, min_area, scale=result.scale,
+    return decide(result.anomaly_map, score, threshold, pixel_threshold, min_area, extent=extent, scale=result.scale,
                   offset=result.roi[:2])
 
 

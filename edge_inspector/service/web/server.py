@@ -120,7 +120,8 @@ class WebServer:
         image, inspection, decision = self.latest
         level = self.service.pixel_threshold if pixel_threshold is None else pixel_threshold
         regions = decision.regions if decision is not None else []
-        return render.jpeg(render.overlay(image, inspection, regions, level, self.service.cfg.inspection))
+        return render.jpeg(render.overlay(image, inspection, regions, level, self.service.cfg.inspection,
+                                          self.service.pixel_extent))
 
     async def live(self, request: Request) -> Response:
         async def frames():
@@ -196,7 +197,8 @@ class WebServer:
             return JSONResponse({"error": str(exc)}, status_code=400)
         if request.query_params.get("refresh") or not self.replay.frozen:
             self.replay.freeze()
-        items = await run_in_threadpool(self.replay.judge, t, p, self.service.cfg.threshold.min_defect_area)
+        items = await run_in_threadpool(self.replay.judge, t, p, self.service.cfg.threshold.min_defect_area,
+                                         self.service.pixel_extent)
         scores = held_out(current(station_folder(self.service.cfg)))
         return JSONResponse({"threshold": self.service.threshold, "pixel_threshold": self.service.pixel_threshold,
                              "proposed": {"threshold": t, "pixel_threshold": p}, "items": items,
@@ -212,9 +214,11 @@ class WebServer:
             return Response(str(exc), status_code=400)
 
         def draw() -> bytes:
-            decision = render.regions_at(seen.result, seen.score, t, p, self.service.cfg.threshold.min_defect_area)
+            extent = self.service.pixel_extent
+            decision = render.regions_at(seen.result, seen.score, t, p, self.service.cfg.threshold.min_defect_area,
+                                         extent)
             return render.jpeg(render.overlay(seen.image, seen.result, decision.regions, p,
-                                              self.service.cfg.inspection))
+                                              self.service.cfg.inspection, extent))
         return Response(await run_in_threadpool(draw), media_type="image/jpeg")
 
     async def apply(self, request: Request) -> Response:

@@ -49,12 +49,13 @@ class Replay:
         with self.lock:
             return next((s for s in self.frozen if s.seq == seq), None)
 
-    def judge(self, threshold: float, pixel_threshold: float, min_area: int) -> list[dict]:
+    def judge(self, threshold: float, pixel_threshold: float, min_area: int, extent: float | None = None
+              ) -> list[dict]:
         with self.lock:
             items = list(self.frozen)
         out = []
         for s in items:
-            d = regions_at(s.result, s.score, threshold, pixel_threshold, min_area)
+            d = regions_at(s.result, s.score, threshold, pixel_threshold, min_area, extent)
             out.append({"seq": s.seq, "source": s.source, "part_id": s.part_id, "score": round(s.score, 5),
                         "verdict_then": s.verdict, "verdict": d.verdict, "regions": len(d.regions),
                         "largest_area": d.regions[0].area if d.regions else 0})
