@@ -254,6 +254,8 @@ def run_service(cfg, echo=None, exit_when_done: bool = False) -> int:
 def print_verdict(message: dict) -> None:
     regions = message["regions"]
     where = f", {len(regions)} region(s), largest {regions[0]['area']} px at {regions[0]['bbox']}" if regions else ""
+    if message["verdict"] == "OK" and message["score"] is not None and message["score"] >= message["threshold"]:
+        where += ", OK: no region reaches the pixel threshold at threshold.min_defect_area"  # the score alone is not NG
     score = "-" if message["score"] is None else f"{message['score']:.3f}"
     print(f"#{message['seq']} {message['verdict']} score {score} (threshold {message['threshold']:.3f}){where}"
           f" [{message['frame']['source'] or message['camera']}, {message['latency_ms']['total']:.0f} ms]"

@@ -157,13 +157,18 @@ def run_demo(root: Path, mqtt: tuple[str, int] | None | bool = None, progress: b
     said = [v["verdict"] == "NG" for v in verdicts]
     hits = sum(t and s for t, s in zip(truth, said))
     false_rejects = sum(s and not t for t, s in zip(truth, said))
+    # good parts that only the region rule (threshold.min_defect_area) kept OK: said, not hidden
+    gated = sum(not t and not s and v["score"] is not None and v["score"] >= v["threshold"]
+                for t, s, v in zip(truth, said, verdicts))
     agreement = mask_agreement(verdicts, root / "state" / "archive", folders["truth"])
     masks = "" if agreement is None else \
         f"; NG masks against the drawn defects: mean IoU {agreement[0]:.2f}, median area ratio {agreement[1]:.2f}"
     print(f"[4/4] {len(verdicts)} verdicts: {hits} of {sum(truth)} defective parts found, {false_rejects} of "
-          f"{len(truth) - sum(truth)} good parts rejected{masks}; NG overlays under {overlays}")
+          f"{len(truth) - sum(truth)} good parts rejected"
+          + (f" ({gated} scored above the threshold, kept OK by having no defect region)" if gated else "")
+          + f"{masks}; NG overlays under {overlays}")
     return {"report": report, "overlays": overlays, "verdicts": verdicts, "version": version,
-            "mask_iou": agreement and agreement[0], "area_ratio": agreement and agreement[1]}
+            "mask_iou": agreement and agreement[0], "area_ratio": agreement and agreement[1], "region_gated": gated}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
