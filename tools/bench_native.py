@@ -67,7 +67,7 @@ def main() -> int:
             for rule, threshold in rules.items():
                 result = evaluate_frames(frames_of(split.test), numpy_predict(model), 128, threshold, inspected,
                                          args.eval_size, total=len(split.test), pixel_threshold=model.pixel_threshold,
-                                         progress=False)
+                                         extent=model.pixel_extent, progress=False)
                 m, mask = result["metrics"], result["mask_at_operating_point"]
                 rows.append({"trained": trained.mode, "inspected": inspected.mode, "rule": rule,
                              "train_s": round(train_s, 1), "threshold": threshold, **m, "mask": mask,
