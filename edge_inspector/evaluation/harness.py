@@ -124,7 +124,8 @@ def format_table(result: dict) -> str:
     mask = result.get("mask_at_operating_point")
     if mask:
         fmt = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
-        cut = f"pixel threshold {mask['pixel_threshold']}" + (f", extent {mask['extent']}" if mask.get("extent") else "")
+        cut = f"pixel threshold {mask['pixel_threshold']}"
+        cut += f", extent {mask['extent']}" if mask.get("extent") else ""
         rows += [(f"mask IoU / Dice @ {cut}",
                   f"{fmt(mask['mask_iou'])} / {fmt(mask['mask_dice'])}"),
                  ("predicted / true area: median, share within 0.5-2",
