@@ -59,11 +59,18 @@ def test_tiny_train_then_infer_reaches_stated_metric(trained):
         maps, scores = model(torch.from_numpy(images))
         return maps.numpy(), scores.numpy()
 
-    result = evaluate(predict, split, 128, model.threshold, batch_size=4, progress=False)
+    result = evaluate(predict, split, 128, model.threshold, batch_size=4, progress=False,
+                      pixel_threshold=model.pixel_threshold, extent=model.pixel_extent)
     m = result["metrics"]
     # the stated bar for 40 iterations on the project's synthetic product set
     assert m["image_auroc"] >= 0.9, m
     assert m["pixel_auroc"] >= 0.9, m
+    # mask quality per defect kind: every kind of the test part, and together the overall mean
+    by_type = result["mask_by_defect_type"]
+    counts = {k: sum(s.defect_type == k for s in split.test_anomalous) for k in by_type}
+    assert set(by_type) == {s.defect_type for s in split.test_anomalous} and len(by_type) > 1
+    overall = sum(by_type[k]["mask_iou"] * n for k, n in counts.items()) / sum(counts.values())
+    assert overall == pytest.approx(result["mask_at_operating_point"]["mask_iou"], abs=1e-3)
 
 
 def test_artefact_round_trip_gives_identical_outputs(trained):

@@ -33,7 +33,7 @@ METRIC_NAMES = {
 def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_size: int = 1,
              progress: bool = True, pixel_threshold: float | None = None, extent: float | None = None) -> dict:
     """Metrics over split.test; time per image is the model call only (reading excluded)."""
-    maps, scores, masks, labels, with_mask = [], [], [], [], []
+    maps, scores, masks, labels, with_mask, types = [], [], [], [], [], []
     seconds = 0.0
     test = split.test
     for batch in tqdm(iter_batches(test, size, batch_size), total=-(-len(test) // batch_size),
@@ -46,8 +46,9 @@ def evaluate(predict: Predict, split: Split, size: int, threshold: float, batch_
         masks.append(batch.masks)
         labels += [s.label for s in batch.samples]
         with_mask += [s.label == 0 or s.mask is not None for s in batch.samples]
+        types += [s.defect_type for s in batch.samples]
     result = _result(labels, np.concatenate(scores), np.concatenate(masks), np.concatenate(maps), threshold,
-                     seconds, len(test), size, np.array(with_mask), pixel_threshold, extent)
+                     seconds, len(test), size, np.array(with_mask), pixel_threshold, extent, types)
     result.update(split=split.sizes(), batch_size=batch_size)
     return result
 
@@ -89,8 +90,8 @@ def evaluate_frames(frames: Iterable[tuple[np.ndarray, np.ndarray, int]], predic
 
 
 def _result(labels, scores, masks, maps, threshold, seconds, offered, size, with_mask=None,
-            pixel_threshold=None, extent=None) -> dict:
-    return {
+            pixel_threshold=None, extent=None, types=None) -> dict:
+    result = {
         "metrics": protocol_metrics(np.array(labels), scores, masks, maps, threshold, with_mask),
         "mask_at_operating_point": None if pixel_threshold is None else
         mask_metrics(labels, masks, maps, pixel_threshold, with_mask, extent),
@@ -102,6 +103,13 @@ def _result(labels, scores, masks, maps, threshold, seconds, offered, size, with
         "version": __version__,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {_cpu_count()} cores",
     }
+    kinds = sorted({t for t, label in zip(types or [], labels) if label})
+    if pixel_threshold is not None and len(kinds) > 1:  # which defect kinds the masks miss
+        result["mask_by_defect_type"] = {
+            kind: mask_metrics([1] * len(pick), masks[pick], maps[pick], pixel_threshold,
+                               None if with_mask is None else np.asarray(with_mask)[pick], extent)
+            for kind in kinds for pick in [np.flatnonzero([t == kind for t in types])]}
+    return result
 
 
 def _cpu_count() -> int:
@@ -131,6 +139,9 @@ def format_table(result: dict) -> str:
                  ("predicted / true area: median, share within 0.5-2",
                   f"{fmt(mask['area_ratio_median'])}, {fmt(mask['area_within_0.5_2'])}"),
                  ("good images with a spurious region", fmt(mask["spurious_share"]))]
+        rows += [(f"  {kind}: mask IoU, area ratio (median, share within 0.5-2)",
+                  f"{fmt(m['mask_iou'])}, {fmt(m['area_ratio_median'])}, {fmt(m['area_within_0.5_2'])}")
+                 for kind, m in result.get("mask_by_defect_type", {}).items()]
     width = max(len(r[0]) for r in rows)
     head = f"{result.get('model', 'model')} on {result.get('dataset', 'dataset')} (edge-inspector {result['version']})"
     return "\n".join([head, "-" * len(head)] + [f"{k:<{width}}  {v}" for k, v in rows])
