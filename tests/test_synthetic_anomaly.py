@@ -56,3 +56,34 @@ def test_a_pasted_real_defect_keeps_its_shape_and_its_mask_is_exact():
         assert (image[pasted] >= 200).all() and (image[~pasted] == 100).all()  # only the defect changed
     untouched, empty = paste_defect(normal, defect, np.zeros_like(mask), rng)
     assert not empty.any() and (untouched == normal).all()
+
+
+def test_shading_and_lines_change_the_surface_where_their_mask_says():
+    from edge_inspector.data.synthetic_anomaly import KINDS, make_anomaly
+
+    src = image()
+    fg = np.zeros((96, 96), bool)
+    fg[10:90, 10:90] = True
+    for kind in KINDS:
+        for seed in range(4):
+            a = make_anomaly(kind, src, np.random.default_rng(seed), foreground=fg)
+            b = make_anomaly(kind, src, np.random.default_rng(seed), foreground=fg)
+            out, mask = a
+            assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])  # deterministic under the seed
+            assert mask.sum() >= 8 and not (mask & ~fg).any(), kind
+            change = np.abs(out.astype(int) - src.astype(int)).max(-1)
+            assert change[mask].mean() > 8, kind  # visibly changed inside
+            if kind == "line":
+                assert mask.mean() < 0.2 and (change[~mask] == 0).all()  # thin, nothing outside
+            if kind == "shading":  # the same gain everywhere inside: brightness, not texture
+                ratio = (out[mask].astype(float) + 1) / (src[mask].astype(float) + 1)
+                assert ratio.std() < 0.1 and abs(ratio.mean() - 1) > 0.1
+
+
+def test_an_unknown_kind_is_refused_by_name():
+    import pytest
+
+    from edge_inspector.data.synthetic_anomaly import make_anomaly
+
+    with pytest.raises(ValueError, match="'speckle'"):
+        make_anomaly("speckle", image(), np.random.default_rng(0))

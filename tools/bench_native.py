@@ -41,10 +41,13 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--eval-size", type=int, default=960, help="grid the maps and masks are compared on")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--synthetic-kinds", nargs="+", default=["texture"], help="model.synthetic_kinds")
+    p.add_argument("--rows", nargs="+", default=["resize/resize", "resize/tiles", "tiles/tiles"],
+                   choices=["resize/resize", "resize/tiles", "tiles/tiles"], help="trained/inspected pairs to run")
     p.add_argument("--out", type=Path, default=Path("reports/bench_native.json"))
     args = p.parse_args()
     model_cfg = KMDGANModelConfig(kind="kmdgan", input_size=128, bank_size=4000, iterations=args.iterations,
-                                  batch_size=8)
+                                  batch_size=8, synthetic_kinds=args.synthetic_kinds)
     tiles = InspectionConfig(mode="tiles", tile_size=128, overlap=0.25)
     resize = InspectionConfig(mode="resize")
     rows = []
@@ -53,7 +56,8 @@ def main() -> int:
         root = write_large_frame_set(tmp / "set", args.normals, args.per_defect, args.width, args.height,
                                      seed=args.seed)
         split = load_split("folder", root)
-        for trained, inspected in ((resize, resize), (resize, tiles), (tiles, tiles)):
+        modes = {"resize": resize, "tiles": tiles}
+        for trained, inspected in ([modes[m] for m in row.split("/")] for row in args.rows):
             out = tmp / f"{trained.mode}.safetensors"
             started = time.perf_counter()
             if not out.is_file():

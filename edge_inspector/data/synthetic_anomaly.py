@@ -1,7 +1,11 @@
 """Synthetic anomalies for training (DRAEM / MemSeg style), deterministic under a seed.
 
-A Perlin-noise mask, optionally kept within the part's foreground, is filled from a texture
-source (another image, or a procedural texture) blended with factor beta in [0.15, 1].
+Kinds (`model.synthetic_kinds`):
+- texture: a Perlin-noise mask, optionally kept within the part's foreground, filled from a
+  texture source (another image, or a procedural texture) blended with factor beta in [0.15, 1];
+- shading: the same kind of mask, the part's own surface made darker or brighter inside it with a
+  soft edge (stains, uneven surfaces: low contrast, no new texture);
+- line: a few thin random polylines, darker or brighter than the surface (scratches, cracks).
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ import cv2
 import numpy as np
 
 BETA_RANGE = (0.15, 1.0)
+KINDS = ("texture", "shading", "line")
+SHADING_GAIN = (0.55, 0.85)  # darker inside the mask; brighter uses the reciprocal range
 
 
 def perlin(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -87,6 +93,63 @@ def add_anomaly(image: np.ndarray, rng: np.random.Generator, source: np.ndarray 
     blended = (1 - beta) * image.astype(np.float32) + beta * texture.astype(np.float32)
     out = np.where(mask[..., None], blended, image.astype(np.float32))
     return np.clip(out, 0, 255).astype(np.uint8), mask
+
+
+def add_shading(image: np.ndarray, rng: np.random.Generator, foreground: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The surface inside a Perlin mask made darker or brighter (gain in SHADING_GAIN or its
+    reciprocal), the change fading over a few pixels at the edge; the mask is where it is at
+    least half done."""
+    h, w = image.shape[:2]
+    mask = perlin_mask((h, w), rng, foreground=foreground)
+    gain = float(rng.uniform(*SHADING_GAIN))
+    if rng.random() < 0.5:
+        gain = 1 / gain
+    sigma = max(1.0, min(h, w) / 128)
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)
+    out = image.astype(np.float32) * (1 + (gain - 1) * soft)[..., None]
+    return np.clip(out, 0, 255).astype(np.uint8), (soft >= 0.5) & mask
+
+
+def add_lines(image: np.ndarray, rng: np.random.Generator, foreground: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """1 to 3 thin random polylines (each 2 to 6 segments turning by up to 45 degrees), darker or
+    brighter than the surface; thickness 1 to 3 px per 256 px of image side."""
+    h, w = image.shape[:2]
+    scale = min(h, w) / 256
+    mask8 = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(1, 4))):
+        point = np.array([rng.uniform(0, w), rng.uniform(0, h)])
+        heading = rng.uniform(0, 2 * np.pi)
+        points = [point.copy()]
+        for _ in range(int(rng.integers(2, 7))):
+            heading += rng.uniform(-np.pi / 4, np.pi / 4)
+            point = point + rng.uniform(0.04, 0.15) * min(h, w) * np.array([np.cos(heading), np.sin(heading)])
+            points.append(point.copy())
+        thickness = max(1, int(round(rng.uniform(1, 3) * scale)))
+        cv2.polylines(mask8, [np.round(np.array(points)).astype(np.int32)], False, 1, thickness, cv2.LINE_8)
+    mask = mask8.astype(bool)
+    if foreground is not None:
+        mask &= foreground
+    level = float(rng.uniform(0.25, 0.6)) if rng.random() < 0.5 else float(rng.uniform(1.4, 2.2))
+    out = image.astype(np.float32)
+    out[mask] = out[mask] * level + (0 if level < 1 else 20)
+    return np.clip(out, 0, 255).astype(np.uint8), mask
+
+
+def make_anomaly(kind: str, image: np.ndarray, rng: np.random.Generator, source: np.ndarray | None = None,
+                 foreground: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic anomaly of one of KINDS; a line that the foreground cut to almost nothing
+    becomes a texture anomaly, so every call returns a usable mask."""
+    if kind == "shading":
+        return add_shading(image, rng, foreground)
+    if kind == "line":
+        out, mask = add_lines(image, rng, foreground)
+        if mask.sum() >= 8:
+            return out, mask
+    elif kind != "texture":
+        raise ValueError(f"synthetic anomaly kind {kind!r} not one of {KINDS}")
+    return add_anomaly(image, rng, source=source, foreground=foreground)
 
 
 def paste_defect(image: np.ndarray, defect: np.ndarray, defect_mask: np.ndarray,

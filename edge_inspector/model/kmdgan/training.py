@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data.sample import Split
-from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect, procedural_texture
+from edge_inspector.data.synthetic_anomaly import make_anomaly, paste_defect, procedural_texture
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.artefact import LoadedModel, load_artefact, save_artefact
 from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, focal_loss
@@ -44,9 +44,10 @@ class BatchMaker:
     """Mixes cached normals, cached real anomalies (flipped) and fresh synthetic anomalies."""
 
     def __init__(self, model: KMDGANGenerator, normals: Pool, few: Pool, banks: Banks, batch_size: int,
-                 rng: np.random.Generator, copy_paste: float = 0.0):
+                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",)):
         self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
         self.copy_paste = copy_paste if len(few.images) else 0.0  # share of pasted real defects
+        self.kinds = tuple(kinds)
         self.n_few = min(2 if batch_size >= 4 else 1, len(few.images))
         self.n_syn = (batch_size - self.n_few) // 2
         self.n_normal = batch_size - self.n_few - self.n_syn
@@ -69,7 +70,9 @@ class BatchMaker:
                 source = self.normals.images[rng.integers(n)]
             else:
                 source = self.textures[rng.integers(TEXTURE_POOL)]
-            image, mask = add_anomaly(self.normals.images[j], rng, source=source)
+            # one kind draws nothing more from rng: the texture-only default trains as it did
+            kind = self.kinds[0] if len(self.kinds) == 1 else self.kinds[int(rng.integers(len(self.kinds)))]
+            image, mask = make_anomaly(kind, self.normals.images[j], rng, source=source)
             images.append(image)
             masks.append(mask)
             owners.append(int(j))  # pasted onto normal j: j must not find itself in the bank
@@ -179,7 +182,8 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     optimisation = Optimisation(model, cfg, iterations, device)
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
-    make_batch = BatchMaker(maker, prepared.normals, prepared.few, banks, batch_size, rng, cfg.copy_paste)
+    make_batch = BatchMaker(maker, prepared.normals, prepared.few, banks, batch_size, rng, cfg.copy_paste,
+                            tuple(cfg.synthetic_kinds))
     start_it = 0
     if resume and checkpoint.is_file():
         start_it = optimisation.restore(checkpoint, rng)
@@ -204,7 +208,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "train_normals": len(prepared.normals.images), "few_shot": len(split.few_shot),
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
                 "adversarial": cfg.modules.adversarial, "adversarial_weight": cfg.adversarial_weight,
-                "copy_paste": cfg.copy_paste,
+                "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
