@@ -117,3 +117,12 @@ def test_a_page_beyond_loopback_without_a_token_is_refused_on_its_line(tmp_path)
     assert error_of(path).startswith(f"{path}:12: service.http: Value error, host 0.0.0.0 reaches beyond this machine")
     cfg = load_config(write(tmp_path, VALID + "service:\n  http:\n    port: 8081\n"))
     assert cfg.service.http.host == "127.0.0.1" and cfg.service.http.token() is None
+
+
+def test_synthetic_kinds_and_the_pixel_extent_are_checked_by_name(tmp_path):
+    ok = load_config(write(tmp_path, "station: s\nmodel: {kind: kmdgan, synthetic_kinds: [texture, line]}\n"
+                                     "threshold: {pixel_extent: 0.3}\n"))
+    assert ok.model.synthetic_kinds == ["texture", "line"] and ok.threshold.pixel_extent == 0.3
+    message = error_of(write(tmp_path, "station: s\nmodel: {kind: kmdgan, synthetic_kinds: [speckle]}\n"))
+    assert "model.synthetic_kinds" in message and "'texture', 'shading' or 'line'" in message
+    assert "pixel_extent" in error_of(write(tmp_path, "station: s\nthreshold: {pixel_extent: 1.5}\n"))
