@@ -41,7 +41,7 @@ def main() -> int:
     p.add_argument("--defects", nargs="+", default=["trained"], choices=["trained", "pasted"],
                    help="how the few-shot defects enter the pixel threshold's validation (pixel_threshold.py)")
     p.add_argument("--cuts", nargs="+", default=["hysteresis"], choices=["hysteresis", "plain"],
-                   help="the mask cut: with an extent level (inspection/postprocess.cut_mask) or at one level")
+                   help="the mask cut: with an extent level (model/mask_cut.cut_mask) or at one level")
     p.add_argument("--out", type=Path, default=Path("reports/map_blend.json"))
     args = p.parse_args()
     model = load_artefact(args.artefact)

@@ -21,7 +21,7 @@ from edge_inspector.data.imageio import from_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import ConfigError, UserError
-from edge_inspector.inspection.postprocess import cut_mask
+from edge_inspector.model.mask_cut import cut_mask
 from edge_inspector.model.scoring import split_holdout
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edge_inspector.inspection.postprocess import cut_mask
+from edge_inspector.model.mask_cut import cut_mask
 from edge_inspector.model.scoring import class_counts, dice, ranked_sums, roc_auc, roc_points
 
 AUPRO_FPR_LIMIT = 0.3
@@ -100,7 +100,7 @@ AREA_BAND = (0.5, 2.0)  # a predicted defect area within this factor of the true
 
 def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None, extent: float | None = None) -> dict:
     """The mask the service ships: each map cut at pixel_threshold (with hysteresis down to extent,
-    as inspection/postprocess.cut_mask cuts it). Per defective image with a mask,
+    as model/mask_cut.cut_mask cuts it). Per defective image with a mask,
     IoU and Dice against the true mask (means over images) and predicted / true area (median, and
     the share within AREA_BAND); the share of good images with any pixel at or above the level."""
     labels = np.asarray(labels).astype(bool)

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
+from edge_inspector.model.mask_cut import cut_mask
+
 
 @dataclass
 class Region:
@@ -33,19 +35,6 @@ class Decision:
     verdict: str  # OK or NG
     regions: list[Region] = field(default_factory=list)
     mask: np.ndarray | None = None  # uint8 0/255 at the map's resolution
-
-
-def cut_mask(anomaly_map: np.ndarray, pixel_threshold: float, extent: float | None = None) -> np.ndarray:
-    """uint8 0/1: the map at or above extent, where connected to a pixel at or above pixel_threshold.
-    extent None (or not below pixel_threshold): the plain cut at pixel_threshold."""
-    seeds = anomaly_map >= pixel_threshold
-    if extent is None or extent >= pixel_threshold or not seeds.any():
-        return seeds.astype(np.uint8)
-    _, labels = cv2.connectedComponents((anomaly_map >= extent).astype(np.uint8), connectivity=8)
-    keep = np.zeros(labels.max() + 1, np.uint8)
-    keep[np.unique(labels[seeds])] = 1  # every seed lies inside a component (extent < pixel_threshold)
-    keep[0] = 0
-    return keep[labels]
 
 
 def decide(anomaly_map: np.ndarray, score: float, threshold: float, pixel_threshold: float,

@@ -110,7 +110,7 @@ class LoadedModel:
 
     @property
     def pixel_extent(self) -> float | None:
-        """The hysteresis level masks extend down to (inspection/postprocess.cut_mask); None: a plain
+        """The hysteresis level masks extend down to (model/mask_cut.cut_mask); None: a plain
         cut at the pixel threshold (artefacts older than the choice, or where it chose none)."""
         value = self.meta.get("pixel_extent")
         return None if value is None else float(value)

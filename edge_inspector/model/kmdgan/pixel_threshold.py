@@ -6,7 +6,7 @@ without any pixel at or above the level) and on anomalies with known masks: the 
 (flipped) and synthetic anomalies pasted onto the held-out normals (mean Dice of the cut map), the
 two halves weighted equally. The test part is never used.
 
-The cut has two levels (inspection/postprocess.cut_mask): a region must reach the pixel threshold
+The cut has two levels (model/mask_cut.cut_mask): a region must reach the pixel threshold
 and extends over the connected map at or above the extent level. Normals' cleanliness depends on
 the pixel threshold alone, the Dice on both, so the pair is chosen together; an extent equal to
 the pixel threshold (a plain cut) is among the candidates and wins ties.
@@ -22,8 +22,8 @@ import torch
 from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect
-from edge_inspector.inspection.postprocess import cut_mask
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
+from edge_inspector.model.mask_cut import cut_mask
 from edge_inspector.model.scoring import dice
 
 log = logging.getLogger(__name__)
