@@ -4,6 +4,8 @@ the few-shot defects as trained, or pasted onto held-out normals), on a `make de
 the rule is chosen on the demo's calibration (its held-out normals and labelled defects), then the
 masks of the line run's defective parts are cut at it, as the service cuts them, and compared with
 the defects the demo drew. The demo's synthetic product is a validation set here: it chooses.
+A demo that inspects in tiles (the default now) chose its levels on tiles: only its own cut is
+reported then, beside nothing re-chosen on whole frames.
 Prints a table and writes JSON.
 
     python tools/demo_masks.py --demo demo
@@ -21,7 +23,7 @@ import cv2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from edge_inspector.calibration.run import samples  # noqa: E402
-from edge_inspector.config import InspectionConfig  # noqa: E402
+from edge_inspector.config import load_config  # noqa: E402
 from edge_inspector.data.imageio import read_image  # noqa: E402
 from edge_inspector.evaluation.metrics import mask_metrics  # noqa: E402
 from edge_inspector.inspection.frame import inspect_frame, numpy_predict  # noqa: E402
@@ -43,13 +45,19 @@ def main() -> int:
     model = load_artefact(station / "current" / "model.safetensors")
     split = samples(station)
     _, holdout = split_holdout(split.train_normal)
-    predict, resize = numpy_predict(model), InspectionConfig(mode="resize")
+    # inspected as the demo's station inspects (tiles since the demo runs at native resolution)
+    predict, inspection = numpy_predict(model), load_config(args.demo / "station.yaml").inspection
     maps, truths = [], []
     for truth in sorted((args.demo / "line-truth").glob("*.png")):
-        result = inspect_frame(read_image(args.demo / "camera-line" / truth.name), predict, model.input_size, resize)
+        result = inspect_frame(read_image(args.demo / "camera-line" / truth.name), predict, model.input_size,
+                               inspection)
         maps.append(result.frame_map())
         truths.append(cv2.imread(str(truth), cv2.IMREAD_GRAYSCALE) > 127)
-    rows = {}
+    rows = {"the calibration's own": mask_metrics([1] * len(maps), truths, maps, model.pixel_threshold,
+                                                  extent=model.pixel_extent)}
+    if inspection.mode == "tiles":  # its levels were chosen on tiles; whole held-out frames would mislead
+        print("tiles: the calibration's own cut only (re-choosing it here would validate on whole frames)")
+        args.defects = []
     for defects in args.defects:
         for cut in args.cuts:
             level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, split.few_shot,
