@@ -55,10 +55,10 @@ def main() -> int:
         truths.append(cv2.imread(str(truth), cv2.IMREAD_GRAYSCALE) > 127)
     rows = {"the calibration's own": mask_metrics([1] * len(maps), truths, maps, model.pixel_threshold,
                                                   extent=model.pixel_extent)}
-    if inspection.mode == "tiles":  # its levels were chosen on tiles; whole held-out frames would mislead
+    rechoose = inspection.mode != "tiles"  # a tiles calibration chose on tiles; whole held-out frames would mislead
+    if not rechoose:
         print("tiles: the calibration's own cut only (re-choosing it here would validate on whole frames)")
-        args.defects = []
-    for defects in args.defects:
+    for defects in args.defects if rechoose else ():
         for cut in args.cuts:
             level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, split.few_shot,
                                                       model.input_size, defects=defects, hysteresis=cut == "hysteresis")

@@ -21,7 +21,7 @@ from edge_inspector.data.imageio import from_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import ConfigError, UserError
-from edge_inspector.model.mask_cut import cut_mask
+from edge_inspector.model.mask_cut import cut_levels, cut_mask
 from edge_inspector.model.scoring import split_holdout
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,7 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
     defects_out = predicted(split.few_shot)
     defect_scores = np.array([score for *_, score in defects_out])
     overlays = []
-    level = cfg.threshold.pixel_threshold or model.pixel_threshold
-    extent = cfg.threshold.pixel_extent or model.pixel_extent
+    level, extent = cut_levels(cfg.threshold, model)
     for sample, image, truth, amap, score in defects_out:
         verdict = "NG" if score >= model.threshold else "OK (escape)"
         overlays.append((f"{sample.image.name}: score {score:.2f}, {verdict}",

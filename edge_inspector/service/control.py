@@ -15,6 +15,7 @@ from pathlib import Path
 from edge_inspector.calibration import store
 from edge_inspector.calibration.store import model_path
 from edge_inspector.errors import ConfigError, UserError
+from edge_inspector.model.mask_cut import cut_levels
 from edge_inspector.service.commands import BadCommand, parse, printable, request_id_of
 from edge_inspector.service.verdict import encode
 
@@ -129,14 +130,12 @@ class ServiceControl:
 
     @property
     def pixel_threshold(self) -> float:
-        override = self.cfg.threshold.pixel_threshold
-        return float(override) if override is not None else self.model.pixel_threshold
+        return cut_levels(self.cfg.threshold, self.model)[0]
 
     @property
     def pixel_extent(self) -> float | None:
         """The hysteresis level masks extend down to (None: a plain cut at the pixel threshold)."""
-        override = self.cfg.threshold.pixel_extent
-        return float(override) if override is not None else getattr(self.model, "pixel_extent", None)
+        return cut_levels(self.cfg.threshold, self.model)[1]
 
     @property
     def threshold(self) -> float:

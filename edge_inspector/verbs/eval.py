@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             from edge_inspector.inspection.tiled_training import train_station_model
             from edge_inspector.model.kmdgan.artefact import load_artefact
+            from edge_inspector.model.mask_cut import cut_levels
 
             if args.artefact:
                 model = load_artefact(args.artefact)
@@ -73,8 +74,7 @@ def run(args: argparse.Namespace) -> int:
                                             threshold_cfg.target_false_reject_rate, seed=args.seed,
                                             progress=not args.quiet)
             threshold = model.threshold
-            pixel_threshold = threshold_cfg.pixel_threshold or model.pixel_threshold
-            extent = threshold_cfg.pixel_extent or model.pixel_extent
+            pixel_threshold, extent = cut_levels(threshold_cfg, model)
             extra = {"artefact": str(model.path), "training": model.meta["training"],
                      "architecture": model.meta["architecture"]}
             model_cfg = model_cfg.model_copy(update={"input_size": model.input_size})

@@ -23,7 +23,7 @@ from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
-from edge_inspector.model.mask_cut import cut_mask
+from edge_inspector.model.mask_cut import components, seeded
 from edge_inspector.model.scoring import dice
 
 log = logging.getLogger(__name__)
@@ -76,15 +76,21 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
         return DEFAULT, None, {}
     normal_peaks = _maps(model, banks, np.concatenate(normal_images)).reshape(-1, size * size).max(1)
     anomaly_maps = _maps(model, banks, np.stack(anomalies))
+    dices = {t: {t: float(np.mean([dice(m >= t, tr) for m, tr in zip(anomaly_maps, truths)]))} for t in CANDIDATES}
+    for e in EXTENTS if hysteresis else ():
+        below = [t for t in CANDIDATES if t > e]
+        if below:  # each map's parts at or above e labelled once, then cut at every higher threshold
+            labels = [components(m, e) for m in anomaly_maps]
+            for t in below:
+                dices[t][e] = float(np.mean([dice(seeded(lab, m >= t), tr)
+                                             for lab, m, tr in zip(labels, anomaly_maps, truths)]))
     figures = {}
     for t in CANDIDATES:
         clean = float((normal_peaks < t).mean())
-        dices = {e: float(np.mean([dice(cut_mask(m, t, e), tr) for m, tr in zip(anomaly_maps, truths)]))
-                 for e in EXTENTS if e == t or (hysteresis and e < t)}
-        extent = max(dices, key=lambda e: (round(dices[e], 4), e))  # ties: the plain cut, then the higher level
-        figures[t] = {"normals_clean": round(clean, 4), "anomaly_dice": round(dices[extent], 4), "extent": extent,
-                      "anomaly_dice_plain": round(dices[t], 4),
-                      "objective": round(0.5 * clean + 0.5 * dices[extent], 4)}
+        extent = max(dices[t], key=lambda e: (round(dices[t][e], 4), e))  # ties: the plain cut, then the higher
+        figures[t] = {"normals_clean": round(clean, 4), "anomaly_dice": round(dices[t][extent], 4), "extent": extent,
+                      "anomaly_dice_plain": round(dices[t][t], 4),
+                      "objective": round(0.5 * clean + 0.5 * dices[t][extent], 4)}
     best = max(CANDIDATES, key=lambda t: (figures[t]["objective"], -abs(t - DEFAULT)))
     chosen = figures[best]
     extent = None if chosen["extent"] >= best else chosen["extent"]
