@@ -31,8 +31,9 @@ from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 log = logging.getLogger(__name__)
 
 PROFILES = {
-    # fast: a 2-core CPU in minutes; full: a GPU
-    "fast": {"iterations": 500, "batch_size": 8},
+    # fast: a 2-core CPU in about 15 minutes (the most that fits; on Magnetic Tile's validation
+    # 1000 beat 500, docs/benchmarks.md); full: a GPU
+    "fast": {"iterations": 1000, "batch_size": 8},
     "full": {"iterations": 4000, "batch_size": 16},
 }
 LR, D_LR = 2e-3, 2e-4
