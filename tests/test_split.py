@@ -2,7 +2,7 @@ from pathlib import Path
 
 from edge_inspector.data import load_split
 from edge_inspector.data.sample import Sample
-from edge_inspector.data.split import protocol_split, split_with_test_set
+from edge_inspector.data.split import hold_out_few_shot, protocol_split, split_with_test_set
 
 
 def normals(n):
@@ -50,3 +50,14 @@ def test_magnetic_tile_split_matches_protocol(magnetic_tile):
     assert split.sizes() == {"train_normal": 761, "few_shot": 10, "test_normal": 191, "test_anomalous": 382}
     assert all(s.mask is not None and s.mask.is_file() for s in split.few_shot + split.test_anomalous)
     assert {s.defect_type for s in split.few_shot} == {"blowhole", "break", "crack", "fray", "uneven"}
+
+
+def test_validation_holds_out_every_second_few_shot_defect_of_each_type():
+    pool = anomalies("a", 10) + anomalies("b", 10) + anomalies("c", 1)  # few-shot: a0-a4, b0-b3, c0
+    split = protocol_split(normals(5), pool)
+    kept, held = hold_out_few_shot(split.few_shot)
+    assert [s.image.name for s in held] == ["a_001.png", "a_003.png", "b_001.png", "b_003.png"]
+    # every type keeps its first defect for training, a type with one defect keeps it
+    assert [s.image.name for s in kept] == ["a_000.png", "a_002.png", "a_004.png", "b_000.png", "b_002.png",
+                                         "c_000.png"]
+    assert set(kept).isdisjoint(held) and len(kept) + len(held) == len(split.few_shot)

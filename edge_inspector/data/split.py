@@ -47,6 +47,19 @@ def take_few_shot(anomalies: Iterable[Sample]) -> tuple[list[Sample], list[Sampl
     return few, rest
 
 
+def hold_out_few_shot(few_shot: Iterable[Sample]) -> tuple[list[Sample], list[Sample]]:
+    """(kept, held out): every second few-shot defect of each type, in the given order, is held out
+    as validation the training never sees (tools/validate_defects.py); a type's first is kept."""
+    seen: dict[str, int] = {}
+    kept: list[Sample] = []
+    held: list[Sample] = []
+    for s in few_shot:
+        rank = seen.get(s.defect_type, 0)
+        seen[s.defect_type] = rank + 1
+        (held if rank % 2 else kept).append(s)
+    return kept, held
+
+
 def protocol_split(normals: Iterable[Sample], anomalies: Iterable[Sample]) -> Split:
     """Split a layout with one pool of normals and anomalies (folder layout, Magnetic Tile)."""
     ordered = _by_name(normals)
