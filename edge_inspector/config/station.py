@@ -51,7 +51,7 @@ class KMDGANModelConfig(Strict):
     iterations: int | None = Field(None, ge=1, description="Training iterations; default from the profile.")
     batch_size: int | None = Field(None, ge=2, description="Training batch; default from the profile.")
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
-    copy_paste: float = Field(0.0, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
+    copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
     synthetic_kinds: list[Literal["texture", "shading", "line"]] = Field(
         ["texture"], min_length=1, description="Synthetic anomaly kinds drawn in training, in equal shares: texture "
