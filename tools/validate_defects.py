@@ -8,7 +8,7 @@ good images carry a region. The test part is never read: this is data a default 
 (the few-shot images inside `train`'s own validation were trained on, which flatters them).
 Prints a table and writes JSON.
 
-    python tools/validate_defects.py --variants default copy_paste=0.5
+    python tools/validate_defects.py --variants default copy_paste=0
     python tools/validate_defects.py --variants default "synthetic_kinds=[texture, shading]"
 """
 
@@ -73,7 +73,7 @@ def main() -> int:
     p.add_argument("--root", type=Path, default=Path("../shared/data/magnetic-tile"))
     p.add_argument("--category")
     p.add_argument("--variants", nargs="+", default=["default"],
-                   help="'default' or key=value over the default model config, e.g. copy_paste=0.5")
+                   help="'default' or key=value over the default model config, e.g. copy_paste=0")
     p.add_argument("--iterations", type=int, help="training iterations (default: the fast profile's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workdir", type=Path, default=Path("reports/validate-defects"))

@@ -35,7 +35,7 @@ DEMO_MODEL = {"kind": "kmdgan", "input_size": 128, "bank_size": 4000, "profile":
               "batch_size": 8}
 # native resolution: 128 px tiles of the 256 px frame, trained, calibrated and inspected alike. On
 # the demo's product this took the NG masks from 2 to 2.7 times the drawn defect (whole frames
-# resized to 128) to 1.55 times, for a third of the training time of whole frames at 256 px
+# resized to 128) to 1.2-1.6 times, for a third of the training time of whole frames at 256 px
 # (docs/benchmarks.md, "The demo")
 DEMO_INSPECTION = {"mode": "tiles", "tile_size": 128, "overlap": 0.25}
 
