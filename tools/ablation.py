@@ -26,6 +26,8 @@ from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 
 PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
 COLUMNS = list(METRIC_NAMES)
+MASK_COLUMNS = {"mask_iou": "mask IoU", "area_within_0.5_2": "areas within 0.5-2",
+                "spurious_share": "good with a region"}
 
 
 def main() -> int:
@@ -67,7 +69,10 @@ def main() -> int:
             threshold, size = model.threshold, cfg.input_size
         # a KMDGAN row counts the shared preparation too: what training it alone would cost
         train_s = model.meta["training"]["seconds"] if row != "baseline" else time.perf_counter() - started
-        result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False)
+        # the mask the service ships: a KMDGAN row's own cut, chosen on training data; the baseline's
+        # map is a distance with no level chosen for it, so it has none
+        cut = {} if row == "baseline" else {"pixel_threshold": model.pixel_threshold, "extent": model.pixel_extent}
+        result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False, **cut)
         result["train_seconds"] = round(train_s, 1)
         results[row] = result
         print(f"{row}: {result['metrics']} train {train_s:.0f} s, {result['ms_per_image']} ms/image", flush=True)
@@ -75,7 +80,7 @@ def main() -> int:
         if row == "full" and model.model.arch.blend != "none":
             # the map blend is inference only: the same trained model, its learned mask alone as the map
             model.model.arch.map_blend = "none"
-            result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False)
+            result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False, **cut)
             model.model.arch.map_blend = blend
             result["train_seconds"] = round(train_s, 1)
             results["full, mask only (no map blend)"] = result
@@ -83,14 +88,20 @@ def main() -> int:
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
 
-    header = ["variant", *COLUMNS, "train s", "ms/image"]
+    header = ["variant", *COLUMNS, *MASK_COLUMNS.values(), "train s", "ms/image"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, r in results.items():
+        mask = r.get("mask_at_operating_point") or {}
         lines.append("| " + " | ".join([row, *(f"{r['metrics'][c]:.4f}" for c in COLUMNS),
+                                        *(_cell(mask.get(c)) for c in MASK_COLUMNS),
                                         f"{r['train_seconds']:.0f}", f"{r['ms_per_image']:.0f}"]) + " |")
     print("\n".join(lines))
     print(f"JSON: {args.out}")
     return 0
+
+
+def _cell(value) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def _write(args, split, results) -> None:
