@@ -41,13 +41,14 @@ def main() -> int:
     p.add_argument("--iterations", type=int, default=200)
     p.add_argument("--eval-size", type=int, default=960, help="grid the maps and masks are compared on")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--synthetic-kinds", nargs="+", default=["texture"], help="model.synthetic_kinds")
+    p.add_argument("--synthetic-kinds", nargs="+", help="model.synthetic_kinds (default: the config's)")
     p.add_argument("--rows", nargs="+", default=["resize/resize", "resize/tiles", "tiles/tiles"],
                    choices=["resize/resize", "resize/tiles", "tiles/tiles"], help="trained/inspected pairs to run")
     p.add_argument("--out", type=Path, default=Path("reports/bench_native.json"))
     args = p.parse_args()
+    kinds = {"synthetic_kinds": args.synthetic_kinds} if args.synthetic_kinds else {}
     model_cfg = KMDGANModelConfig(kind="kmdgan", input_size=128, bank_size=4000, iterations=args.iterations,
-                                  batch_size=8, synthetic_kinds=args.synthetic_kinds)
+                                  batch_size=8, **kinds)
     tiles = InspectionConfig(mode="tiles", tile_size=128, overlap=0.25)
     resize = InspectionConfig(mode="resize")
     rows = []
