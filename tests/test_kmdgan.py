@@ -196,6 +196,19 @@ def test_the_pixel_threshold_is_chosen_on_training_data_and_stored(trained):
 
 
 
+def test_the_threshold_record_says_what_the_held_out_normals_can_tell(trained):
+    from edge_inspector.model.scoring import rate_upper_bound
+
+    _, model = trained
+    training = model.meta["training"]
+    record = training["threshold_held_out"]
+    assert record["held_out_normals"] == training["held_out_normals"] > 0
+    # the fixture's target is 10 %: at most that share of the held-out normals reach the threshold
+    assert record["rejected"] <= int(0.1 * record["held_out_normals"])
+    n, k = record["held_out_normals"], record["rejected"]
+    assert record["false_reject_upper_95"] == round(rate_upper_bound(k, n), 4) > k / n
+
+
 def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trained):
     from edge_inspector.data.loader import iter_batches
 

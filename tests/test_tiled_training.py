@@ -88,6 +88,9 @@ def test_calibrate_in_tiles_mode_trains_on_tiles_and_sets_the_threshold_on_whole
     assert thresholds["frames"] == pytest.approx(float(np.nextafter(max(scores), np.inf)), rel=1e-5)
     # 2 frames of 20 tiles leave 2 scores above their 95th percentile: too few for a tail, no tail estimate
     assert "tile_tail" not in thresholds and record["threshold_rule"] == "frames"
+    # and the record says how little 2 frames can tell: none rejected, yet up to 66 % at 95 %
+    assert record["held_out_frames_rejected"] == 0
+    assert record["false_reject_upper_95"] == pytest.approx(0.6576, abs=1e-3)
     assert model.threshold == thresholds["frames"]
     calibration = json.loads((version / "calibration.json").read_text())
     assert calibration["held_out_scores"]["normal"] == pytest.approx(scores, abs=1e-4)

@@ -23,7 +23,12 @@ from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import UserError
 from edge_inspector.inspection.frame import inspect_frame, numpy_predict, padded, region, tile_boxes
 from edge_inspector.model.kmdgan.artefact import load_artefact, update_artefact
-from edge_inspector.model.scoring import max_threshold_from_tail, split_holdout, threshold_from_normals
+from edge_inspector.model.scoring import (
+    max_threshold_from_tail,
+    rate_upper_bound,
+    split_holdout,
+    threshold_from_normals,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,10 +145,14 @@ def train_on_tiles(split: Split, model_cfg, inspection, out: Path, target_false_
     rule = THRESHOLD_RULE if THRESHOLD_RULE in candidates else "frames"  # candidates also holds the n used
     threshold = candidates[rule]
     tile = inspection.tile_size or model_cfg.input_size
+    rejected = sum(float(r.score) >= threshold for *_, r in results)
+    upper = round(rate_upper_bound(rejected, len(results)), 4)  # what a few held-out frames can tell
     record = {"mode": "tiles", "tile_size": tile, "overlap": inspection.overlap, "roi": inspection.roi,
               "tiles": len(tiled.train_normal), "defect_tiles": len(tiled.few_shot), "held_out_frames": len(results),
+              "held_out_frames_rejected": rejected, "false_reject_upper_95": upper,
               "tile_threshold": model.threshold, "threshold_rule": rule, "thresholds": candidates}
-    log.info("threshold %.4f (%s) from %d held-out frames inspected in tiles (a single tile's was %.4f)", threshold,
-             rule, len(results), model.threshold)
+    log.info("threshold %.4f (%s) from %d held-out frames inspected in tiles, %d of them at or above it, the "
+             "false-reject rate of good frames may be up to %.1f %% (95 %% upper bound); a single tile's was %.4f",
+             threshold, rule, len(results), rejected, 100 * upper, model.threshold)
     update_artefact(out, out, threshold=threshold, inspection=record)
     return load_artefact(out)

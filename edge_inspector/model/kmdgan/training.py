@@ -214,6 +214,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
                 "distance_score_validation_auroc": getattr(model, "validation", {}),
+                "threshold_held_out": getattr(model, "threshold_record", {}),
                 "pixel_threshold_validation": pixel_validation}
     save_artefact(out, model, banks.banks, threshold, cfg.input_size, training, pixel_threshold, pixel_extent)
     checkpoint.unlink(missing_ok=True)
