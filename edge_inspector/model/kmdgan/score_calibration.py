@@ -77,7 +77,7 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     rejected = int((scores.astype(np.float64) >= threshold).sum())  # as the service compares: in float64
     model.threshold_record = {"held_out_normals": len(scores), "rejected": rejected,
                               "false_reject_upper_95": round(rate_upper_bound(rejected, len(scores)), 4)}
-    log.info("operating threshold %.4f: %d of %d held-out normals at or above it; the false-reject rate "
-             "of good parts may be up to %.1f %% (95 %% upper bound)", threshold, rejected, len(scores),
+    log.info("operating threshold %.4f: %d of %d held-out normals at or above it; the false-reject rate on good "
+             "inputs (images; tiles when tiled) may be up to %.1f %% (95 %% upper bound)", threshold, rejected, len(scores),
              100 * model.threshold_record["false_reject_upper_95"])
     return threshold
