@@ -78,6 +78,6 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     model.threshold_record = {"held_out_normals": len(scores), "rejected": rejected,
                               "false_reject_upper_95": round(rate_upper_bound(rejected, len(scores)), 4)}
     log.info("operating threshold %.4f: %d of %d held-out normals at or above it; the false-reject rate on good "
-             "inputs (images; tiles when tiled) may be up to %.1f %% (95 %% upper bound)", threshold, rejected, len(scores),
-             100 * model.threshold_record["false_reject_upper_95"])
+             "inputs (images; tiles when tiled) may be up to %.1f %% (95 %% upper bound)", threshold, rejected,
+             len(scores), 100 * model.threshold_record["false_reject_upper_95"])
     return threshold
