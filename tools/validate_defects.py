@@ -64,7 +64,7 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
     level, extent = model.pixel_threshold, model.pixel_extent
     # a good image's truth is never read (mask_metrics only asks whether its cut is empty)
     cut = mask_metrics(labels, masks + [None] * len(normal_maps), maps + normal_maps, level, extent=extent)
-    found = int(np.sum(np.asarray(scores) >= model.threshold))
+    found = int(np.sum(np.asarray(scores, dtype=np.float64) >= model.threshold))  # as the service compares
     return {"defects": len(scores), "found": found, **cut}
 
 

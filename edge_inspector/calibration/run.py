@@ -81,9 +81,11 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
         predicted = lambda samples: predict_frames(model, samples, cfg.inspection)  # noqa: E731
     else:
         predicted = lambda samples: _predict(model, samples, model.input_size)  # noqa: E731
-    normal_scores = np.array([score for *_, score in predicted(holdout)])
+    # float64, as the service compares (a float32 array would round the threshold, the next float64
+    # above the largest held-out score, back onto that score and count it as rejected)
+    normal_scores = np.array([score for *_, score in predicted(holdout)], dtype=np.float64)
     defects_out = predicted(split.few_shot)
-    defect_scores = np.array([score for *_, score in defects_out])
+    defect_scores = np.array([score for *_, score in defects_out], dtype=np.float64)
     overlays = []
     level, extent = cut_levels(cfg.threshold, model)
     for sample, image, truth, amap, score in defects_out:
