@@ -75,3 +75,13 @@ def test_tiles_that_move_together_count_as_fewer_and_the_threshold_comes_down():
     assert 4 < used < 30 and t_fitted < t_assumed  # about 10 independent tiles, not 100
     new = np.repeat(rng.gumbel(0, 1, (20000, 10)), 10, axis=1).max(axis=1)
     assert (new >= t_fitted).mean() < 0.05 and (new >= t_assumed).mean() < (new >= t_fitted).mean()
+
+
+def test_held_out_rejections_compare_as_the_service_does_in_float64():
+    from edge_inspector.model.scoring import held_out_rejections, rate_upper_bound
+
+    scores = np.array([1.2345678, 3.3, 2.7], dtype=np.float32)  # float32, as a model returns them
+    t = threshold_from_normals(scores, 0.01)  # the next float64 above 3.3: every held-out score passes
+    assert held_out_rejections(scores, t) == (0, rate_upper_bound(0, 3))
+    assert float(scores.max()) < t  # the service's comparison (Python floats)
+    assert held_out_rejections(scores, 2.7) == (2, rate_upper_bound(2, 3))

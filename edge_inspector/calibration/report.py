@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_inspector.model.scoring import rate_upper_bound
+from edge_inspector.model.scoring import held_out_rejections
 
 
 def overlay(image: np.ndarray, predicted: np.ndarray | None, truth: np.ndarray | None = None) -> np.ndarray:
@@ -60,9 +60,9 @@ def trade_off(threshold: float, normal: np.ndarray, defect: np.ndarray) -> list[
     levels = [threshold] + [float(np.quantile(normal, q)) for q in (0.98, 0.95, 0.9) if len(normal)]
     rows = []
     for t in sorted(set(levels), reverse=True):
-        k = int((normal >= t).sum())
+        k, upper = held_out_rejections(normal, t)
         rows.append({"threshold": round(t, 4), "false_rejects": k / max(len(normal), 1),
-                     "false_rejects_upper_95": rate_upper_bound(k, len(normal)),
+                     "false_rejects_upper_95": upper,
                      "escapes": float((defect < t).mean()) if len(defect) else None})
     return rows
 
@@ -88,7 +88,7 @@ def write_report(folder: Path, station: str, threshold: float, normal_scores: np
                    "trained on these few defects)" if len(defect_scores) else
                    "not estimated: no labelled defect samples; trained on synthetic anomalies alone "
                    "(add some with calibrate --defects)")
-    upper = rate_upper_bound(int((normal_scores >= threshold).sum()), len(normal_scores))
+    _, upper = held_out_rejections(normal_scores, threshold)
     rows = "".join(_trade_off_row(r) for r in trade_off(threshold, normal_scores, defect_scores))
     rejected = "".join(f"<li>{html.escape(str(src))}: {html.escape(reason)}</li>"
                        for src, reason in collection.get("rejected", []))

@@ -24,8 +24,8 @@ from edge_inspector.errors import UserError
 from edge_inspector.inspection.frame import inspect_frame, numpy_predict, padded, region, tile_boxes
 from edge_inspector.model.kmdgan.artefact import load_artefact, update_artefact
 from edge_inspector.model.scoring import (
+    held_out_rejections,
     max_threshold_from_tail,
-    rate_upper_bound,
     split_holdout,
     threshold_from_normals,
 )
@@ -145,8 +145,8 @@ def train_on_tiles(split: Split, model_cfg, inspection, out: Path, target_false_
     rule = THRESHOLD_RULE if THRESHOLD_RULE in candidates else "frames"  # candidates also holds the n used
     threshold = candidates[rule]
     tile = inspection.tile_size or model_cfg.input_size
-    rejected = sum(float(r.score) >= threshold for *_, r in results)
-    upper = round(rate_upper_bound(rejected, len(results)), 4)  # what a few held-out frames can tell
+    rejected, upper = held_out_rejections([r.score for *_, r in results], threshold)  # what a few frames tell
+    upper = round(upper, 4)
     record = {"mode": "tiles", "tile_size": tile, "overlap": inspection.overlap, "roi": inspection.roi,
               "tiles": len(tiled.train_normal), "defect_tiles": len(tiled.few_shot), "held_out_frames": len(results),
               "held_out_frames_rejected": rejected, "false_reject_upper_95": upper,

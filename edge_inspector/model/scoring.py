@@ -106,6 +106,14 @@ def rate_upper_bound(hits: int, n: int, z: float = 1.96) -> float:
 
 
 
+def held_out_rejections(scores, threshold: float) -> tuple[int, float]:
+    """(how many held-out normal scores reach the threshold, the false-reject rate's 95 % upper
+    bound). Compared in float64, as the service compares: in float32 the threshold (the next
+    float64 above the largest score) would round back onto that score and count it."""
+    rejected = int(np.count_nonzero(np.asarray(scores, dtype=np.float64) >= threshold))
+    return rejected, rate_upper_bound(rejected, int(np.size(scores)))
+
+
 TAIL_QUANTILE = 0.95  # item scores above this quantile of the held-out ones make the fitted tail
 
 
