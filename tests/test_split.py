@@ -61,3 +61,13 @@ def test_validation_holds_out_every_second_few_shot_defect_of_each_type():
     assert [s.image.name for s in kept] == ["a_000.png", "a_002.png", "a_004.png", "b_000.png", "b_002.png",
                                          "c_000.png"]
     assert set(kept).isdisjoint(held) and len(kept) + len(held) == len(split.few_shot)
+
+
+def test_the_other_fold_holds_out_the_defects_the_first_kept():
+    pool = anomalies("a", 10) + anomalies("b", 10) + anomalies("c", 1)
+    split = protocol_split(normals(5), pool)
+    kept, held = hold_out_few_shot(split.few_shot, fold=0)
+    assert [s.image.name for s in held] == ["a_000.png", "a_002.png", "a_004.png", "b_000.png", "b_002.png",
+                                         "c_000.png"]
+    assert held == hold_out_few_shot(split.few_shot, fold=1)[0]  # the two folds swap roles
+    assert set(kept).isdisjoint(held) and len(kept) + len(held) == len(split.few_shot)

@@ -77,12 +77,14 @@ def main() -> int:
                    help="'default' or key=value over the default model config, e.g. copy_paste=0")
     p.add_argument("--iterations", type=int, help="training iterations (default: the fast profile's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--fold", type=int, choices=(0, 1), default=1,
+                   help="1: each type's second defect is held out; 0: its first (the other fold)")
     p.add_argument("--workdir", type=Path, default=Path("reports/validate-defects"))
     p.add_argument("--out", type=Path, default=Path("reports/validate_defects.json"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     split = load_split(args.dataset, args.root, args.category)
-    kept, held = hold_out_few_shot(split.few_shot)
+    kept, held = hold_out_few_shot(split.few_shot, args.fold)
     if not held:
         print("no few-shot defect type has two examples: nothing to hold out", file=sys.stderr)
         return 2
@@ -99,7 +101,8 @@ def main() -> int:
         print(f"{text}: {results[text]}", file=sys.stderr, flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"version": __version__, "dataset": args.dataset, "seed": args.seed,
-                                        "iterations": args.iterations, "held_out": [s.image.name for s in held],
+                                        "fold": args.fold, "iterations": args.iterations,
+                                        "held_out": [s.image.name for s in held],
                                         "results": results}, indent=2, default=str) + "\n")
     header = ["variant", "held-out defects found", *COLUMNS, "held-out normals with a region", "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

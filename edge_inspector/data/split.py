@@ -47,16 +47,17 @@ def take_few_shot(anomalies: Iterable[Sample]) -> tuple[list[Sample], list[Sampl
     return few, rest
 
 
-def hold_out_few_shot(few_shot: Iterable[Sample]) -> tuple[list[Sample], list[Sample]]:
+def hold_out_few_shot(few_shot: Iterable[Sample], fold: int = 1) -> tuple[list[Sample], list[Sample]]:
     """(kept, held out): every second few-shot defect of each type, in the given order, is held out
-    as validation the training never sees (tools/validate_defects.py); a type's first is kept."""
+    as validation the training never sees (tools/validate_defects.py). fold 1: a type's second,
+    fourth... are held out and its first kept; fold 0: the other half (two folds cover them all)."""
     seen: dict[str, int] = {}
     kept: list[Sample] = []
     held: list[Sample] = []
     for s in few_shot:
         rank = seen.get(s.defect_type, 0)
         seen[s.defect_type] = rank + 1
-        (held if rank % 2 else kept).append(s)
+        (held if rank % 2 == fold else kept).append(s)
     return kept, held
 
 
