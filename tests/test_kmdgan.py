@@ -229,3 +229,37 @@ def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trai
     assert torch.allclose(maps["geometric"], (prob * dist).sqrt())
     assert torch.equal(maps["max"], torch.maximum(prob, dist)) and torch.equal(maps["none"], prob)
     assert (maps["geometric"] <= maps["max"] + 1e-6).all()
+
+
+def test_map_strides_choose_which_memory_distances_the_map_blend_uses(trained, tmp_path):
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.model.kmdgan.artefact import load_artefact, save_artefact
+
+    split, model = trained
+    g = model.model
+    assert g.arch.map_strides == [] and g.map_indices == [0, 1]  # the fixture's config names none: all
+    images = next(iter(iter_batches(split.test_anomalous[:2], model.input_size, 2))).images
+    x = torch.from_numpy(images)
+    with torch.no_grad():
+        feats = g.features(x)
+        _, distances = g.decode(x, feats, g.match(feats, model.banks))
+        size = x.shape[-2:]
+        both = g.distance_map(distances, size)
+        alone = [torch.sigmoid((torch.nn.functional.interpolate(d, size=size, mode="bilinear", align_corners=False)
+                                - g.map_center[i]) / g.map_scale[i]) for i, d in enumerate(distances)]
+        g.arch.map_strides = [8]
+        fine = g.distance_map(distances, size)
+        out = save_artefact(tmp_path / "m.safetensors", g, model.banks, model.threshold, model.input_size,
+                            model.meta["training"], model.pixel_threshold, model.pixel_extent)
+        g.arch.map_strides = []
+    assert torch.allclose(both, (alone[0] + alone[1]) / 2) and torch.allclose(fine, alone[0])
+    assert not torch.allclose(fine, both)
+    assert load_artefact(out).model.arch.map_strides == [8]  # stored in the artefact, used on load
+
+
+def test_map_strides_must_be_matched():
+    from pydantic import ValidationError
+
+    assert KMDGANArchitecture.from_config(KMDGANModelConfig(kind="kmdgan", map_strides=[8])).map_strides == [8]
+    with pytest.raises(ValidationError, match="map_strides"):
+        KMDGANModelConfig(kind="kmdgan", match_strides=[16], map_strides=[8])

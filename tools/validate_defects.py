@@ -10,6 +10,13 @@ Prints a table and writes JSON.
 
     python tools/validate_defects.py --variants default copy_paste=0
     python tools/validate_defects.py --variants default "synthetic_kinds=[texture, shading]"
+    python tools/validate_defects.py --fold 0 --variants default
+    python tools/validate_defects.py --from-artefact reports/validate-defects/default.safetensors \
+        --variants default "map_strides=[8]"
+
+With --from-artefact, nothing is trained: the variants may only change what is inference alone
+(INFERENCE_KEYS, the anomaly map's blend); each is applied to that artefact (trained by this tool
+on the same fold), its pixel threshold and extent re-chosen as `train` chooses them, and measured.
 """
 
 from __future__ import annotations
@@ -31,9 +38,13 @@ from edge_inspector.data.sample import Split
 from edge_inspector.data.split import hold_out_few_shot
 from edge_inspector.evaluation.metrics import mask_metrics
 from edge_inspector.inspection.frame import numpy_predict
+from edge_inspector.model.kmdgan.artefact import load_artefact
+from edge_inspector.model.kmdgan.network import KMDGANArchitecture
+from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.kmdgan.training import train_kmdgan
 from edge_inspector.model.scoring import split_holdout
 
+INFERENCE_KEYS = ("map_blend", "map_strides")  # what --from-artefact variants may change
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
 
 
@@ -68,6 +79,21 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
     return {"defects": len(scores), "found": found, **cut}
 
 
+def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: list, few_shot: list, seed: int):
+    """The artefact with the variant's inference-only settings, its pixel levels re-chosen on
+    training data as `train` chooses them."""
+    key = text.partition("=")[0].strip()
+    if text != "default" and key not in INFERENCE_KEYS:
+        raise SystemExit(f"--from-artefact: variant {text!r} changes training; only {INFERENCE_KEYS} can be varied")
+    model = load_artefact(path)
+    if text != "default":
+        arch = KMDGANArchitecture.from_config(cfg)
+        setattr(model.model.arch, key, getattr(arch, key))
+    level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed)
+    model.meta["pixel_threshold"], model.meta["pixel_extent"] = level, extent
+    return model
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="magnetic-tile")
@@ -79,6 +105,8 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--fold", type=int, choices=(0, 1), default=1,
                    help="1: each type's second defect is held out; 0: its first (the other fold)")
+    p.add_argument("--from-artefact", type=Path,
+                   help="an artefact this tool trained on the same fold: variants change its inference only")
     p.add_argument("--workdir", type=Path, default=Path("reports/validate-defects"))
     p.add_argument("--out", type=Path, default=Path("reports/validate_defects.json"))
     args = p.parse_args()
@@ -94,10 +122,14 @@ def main() -> int:
     results = {}
     for text in args.variants:
         cfg = variant_config(text, args.iterations)
-        model = train_kmdgan(train_split, cfg, args.workdir / f"{text.replace('/', '_')}.safetensors", 0.01,
-                             seed=args.seed, progress=False)
+        if args.from_artefact:
+            model = inference_variant(args.from_artefact, text, cfg, holdout, kept, args.seed)
+        else:
+            model = train_kmdgan(train_split, cfg, args.workdir / f"{text.replace('/', '_')}.safetensors", 0.01,
+                                 seed=args.seed, progress=False)
         results[text] = measure(model, held, holdout, cfg.input_size)
         results[text]["train_seconds"] = model.meta["training"]["seconds"]
+        results[text]["pixel_threshold_chosen"] = [model.pixel_threshold, model.pixel_extent]
         print(f"{text}: {results[text]}", file=sys.stderr, flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"version": __version__, "dataset": args.dataset, "seed": args.seed,

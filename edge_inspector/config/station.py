@@ -60,9 +60,17 @@ class KMDGANModelConfig(Strict):
         "docs/kmdgan.md.")
     map_blend: Literal["geometric", "max", "none"] | bool = Field("geometric", description="The anomaly map from the "
                                                                   "mask and memory distance (docs/kmdgan.md).")
+    map_strides: list[Literal[8, 16]] | None = Field(None, description="The matched strides whose memory "
+                                                     "distance enters the map blend; none: all (docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
                                    "training normals (image borders sit farther from the bank).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
+
+    @model_validator(mode="after")
+    def map_strides_matched(self) -> KMDGANModelConfig:
+        if self.map_strides and not set(self.map_strides) <= set(self.match_strides):
+            raise ValueError(f"map_strides {self.map_strides} are not all in match_strides {self.match_strides}")
+        return self
 
 
 ModelConfig = Annotated[Union[MemoryBankModelConfig, KMDGANModelConfig], Field(discriminator="kind")]

@@ -62,6 +62,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"map_blend {arch.map_blend!r} unknown")
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
+    if not set(arch.map_strides) <= set(arch.match_strides):
+        raise ValueError(f"map_strides {arch.map_strides} not within match_strides {arch.match_strides}")
     sides = [int(meta["input_size"]) // s for s in arch.match_strides]
     if arch.position_sides and arch.position_sides != sides:
         raise ValueError(f"position_sides {arch.position_sides} do not fit input_size {meta['input_size']}")

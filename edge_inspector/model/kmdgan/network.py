@@ -60,6 +60,9 @@ class KMDGANArchitecture:
     # distance: a location at the border (padding, fewer pooled neighbours) sits farther from the
     # bank than one in the middle on every normal image, and would light up first; empty: none
     position_sides: list[int] = field(default_factory=list)
+    # the matched strides whose distance maps enter the map blend; empty: all of them (artefacts
+    # written before the choice). The image score uses its own stride whatever this says
+    map_strides: list[int] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -77,6 +80,7 @@ class KMDGANArchitecture:
         return cls(match_strides=strides, memory_matching=m.memory_matching,
                    cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
+                   map_strides=sorted(cfg.map_strides or []),
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 
@@ -182,11 +186,17 @@ class KMDGANGenerator(nn.Module):
         return ((s - self.score_center[:n].float()) / self.score_scale[:n].float()).sum(1)
 
     def distance_map(self, distances: list[torch.Tensor], size) -> torch.Tensor:
-        """(B, 1, H, W) in [0, 1]: the mean over strides of each upsampled distance map, squashed
-        so that 0.5 is the level a held-out normal pixel reaches once in a thousand."""
+        """(B, 1, H, W) in [0, 1]: the mean over the blend's strides of each upsampled distance
+        map, squashed so that 0.5 is the level a held-out normal pixel reaches once in a thousand."""
         maps = [torch.sigmoid((_up(d, size=size) - self.map_center[i]) / self.map_scale[i])
-                for i, d in enumerate(distances)]
+                for i, d in enumerate(distances) if i in self.map_indices]
         return torch.stack(maps).mean(0)
+
+    @property
+    def map_indices(self) -> list[int]:
+        """Indices into the matched strides of those the map blend uses (all where it names none)."""
+        chosen = [i for i, s in enumerate(self.matched) if s in self.arch.map_strides]
+        return chosen or list(range(len(self.matched)))
 
     def anomaly_map(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
         mode = self.arch.blend
