@@ -129,7 +129,6 @@ def main() -> int:
                                  seed=args.seed, progress=False)
         results[text] = measure(model, held, holdout, cfg.input_size)
         results[text]["train_seconds"] = model.meta["training"]["seconds"]
-        results[text]["pixel_threshold_chosen"] = [model.pixel_threshold, model.pixel_extent]
         print(f"{text}: {results[text]}", file=sys.stderr, flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"version": __version__, "dataset": args.dataset, "seed": args.seed,

@@ -188,8 +188,8 @@ class KMDGANGenerator(nn.Module):
     def distance_map(self, distances: list[torch.Tensor], size) -> torch.Tensor:
         """(B, 1, H, W) in [0, 1]: the mean over the blend's strides of each upsampled distance
         map, squashed so that 0.5 is the level a held-out normal pixel reaches once in a thousand."""
-        maps = [torch.sigmoid((_up(d, size=size) - self.map_center[i]) / self.map_scale[i])
-                for i, d in enumerate(distances) if i in self.map_indices]
+        maps = [torch.sigmoid((_up(distances[i], size=size) - self.map_center[i]) / self.map_scale[i])
+                for i in self.map_indices]
         return torch.stack(maps).mean(0)
 
     @property
