@@ -109,3 +109,6 @@ def test_mask_metrics_measure_the_cut_map_against_the_truth():
     maps[1, 0:4, 2:4] = 0.4  # the rest of the first defect, faint: the extent level takes it in
     grown = metrics.mask_metrics([0, 1, 1], masks, maps, pixel_threshold=0.6, extent=0.3)
     assert grown["mask_iou"] == pytest.approx((1.0 + 0.25) / 2, abs=1e-4) and grown["extent"] == 0.3
+    per = metrics.mask_metrics([0, 1, 1], masks, maps, pixel_threshold=0.6, extent=0.3, per_image=True)["per_image"]
+    assert [p["iou"] for p in per] == pytest.approx([1.0, 0.25], abs=1e-4)  # the defective images, in order
+    assert [p["area_ratio"] for p in per] == pytest.approx([1.0, 4.0])

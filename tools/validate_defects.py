@@ -6,7 +6,8 @@ and mirrored) measure it: found at the model's operating threshold, and the mask
 service cuts it (IoU, Dice, predicted / true area). The held-out training normals say how many
 good images carry a region. The test part is never read: this is data a default may be chosen on
 (the few-shot images inside `train`'s own validation were trained on, which flatters them).
-Prints a table and writes JSON.
+Prints a table and writes JSON, with each held-out defect's score against the threshold, IoU,
+Dice and area ratio (`per_image`): which ones are missed, and by how much.
 
     python tools/validate_defects.py --variants default copy_paste=0
     python tools/validate_defects.py --variants default "synthetic_kinds=[texture, shading]"
@@ -60,23 +61,29 @@ def variant_config(text: str, iterations: int | None) -> KMDGANModelConfig:
 def measure(model, held: list, holdout: list, size: int) -> dict:
     """Held-out defects (and their mirror images) found and cut; held-out normals with a region."""
     predict = numpy_predict(model)
-    maps, scores, masks = [], [], []
+    maps, scores, masks, names = [], [], [], []
     for batch in iter_batches(held, size, 8):
-        for images, truth in ((batch.images, batch.masks),
-                              (np.ascontiguousarray(batch.images[..., ::-1]), batch.masks[..., ::-1])):
+        for mirrored, images, truth in ((False, batch.images, batch.masks),
+                                        (True, np.ascontiguousarray(batch.images[..., ::-1]), batch.masks[..., ::-1])):
             m, s = predict(images)
             maps += list(m)
             scores += list(s)
             masks += list(truth)
+            names += [x.image.name + (" (mirrored)" if mirrored else "") for x in batch.samples]
     normal_maps = []
     for batch in iter_batches(holdout, size, 8):
         normal_maps += list(predict(batch.images)[0])
     labels = [1] * len(maps) + [0] * len(normal_maps)
     level, extent = model.pixel_threshold, model.pixel_extent
     # a good image's truth is never read (mask_metrics only asks whether its cut is empty)
-    cut = mask_metrics(labels, masks + [None] * len(normal_maps), maps + normal_maps, level, extent=extent)
-    found = int(np.sum(np.asarray(scores, dtype=np.float64) >= model.threshold))  # as the service compares
-    return {"defects": len(scores), "found": found, **cut}
+    cut = mask_metrics(labels, masks + [None] * len(normal_maps), maps + normal_maps, level, extent=extent,
+                       per_image=True)
+    scores = np.asarray(scores, dtype=np.float64)
+    found = scores >= model.threshold  # as the service compares
+    # each held-out defect's own figures: which are missed, and how far below the threshold
+    cut["per_image"] = [{"image": n, "score": round(float(s), 3), "found": bool(f), **figures}
+                        for n, s, f, figures in zip(names, scores, found, cut["per_image"])]
+    return {"defects": len(scores), "found": int(found.sum()), "threshold": round(float(model.threshold), 3), **cut}
 
 
 def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: list, few_shot: list, seed: int):

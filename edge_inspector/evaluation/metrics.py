@@ -98,11 +98,13 @@ def protocol_metrics(labels, scores, masks, maps, threshold: float, with_mask=No
 AREA_BAND = (0.5, 2.0)  # a predicted defect area within this factor of the true one counts as right
 
 
-def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None, extent: float | None = None) -> dict:
+def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None, extent: float | None = None,
+                 per_image: bool = False) -> dict:
     """The mask the service ships: each map cut at pixel_threshold (with hysteresis down to extent,
     as model/mask_cut.cut_mask cuts it). Per defective image with a mask,
     IoU and Dice against the true mask (means over images) and predicted / true area (median, and
-    the share within AREA_BAND); the share of good images with any pixel at or above the level."""
+    the share within AREA_BAND); the share of good images with any pixel at or above the level.
+    per_image: also each measured defective image's figures ("per_image", in input order)."""
     labels = np.asarray(labels).astype(bool)
     known = np.ones(len(labels), bool) if with_mask is None else np.asarray(with_mask, bool)
     ious, dices, ratios = [], [], []
@@ -125,5 +127,9 @@ def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None, ex
            "area_ratio_median": float(np.median(ratios)) if ratios else None,
            "area_within_0.5_2": float(np.mean([lo <= r <= hi for r in ratios])) if ratios else None,
            "spurious_share": float(np.mean(spurious)) if spurious else None}
-    return {k: v if v is None or k in ("pixel_threshold", "extent") else round(v, 4) for k, v in out.items()}
+    out = {k: v if v is None or k in ("pixel_threshold", "extent") else round(v, 4) for k, v in out.items()}
+    if per_image:
+        out["per_image"] = [{"iou": round(float(i), 4), "dice": round(float(d), 4), "area_ratio": round(float(r), 4)}
+                            for i, d, r in zip(ious, dices, ratios)]
+    return out
 
