@@ -263,3 +263,29 @@ def test_map_strides_must_be_matched():
     assert KMDGANArchitecture.from_config(KMDGANModelConfig(kind="kmdgan", map_strides=[8])).map_strides == [8]
     with pytest.raises(ValidationError, match="map_strides"):
         KMDGANModelConfig(kind="kmdgan", match_strides=[16], map_strides=[8])
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_full_resolution_puts_the_mask_head_at_the_input_resolution(backbone, full):
+    model = KMDGANGenerator(KMDGANArchitecture(full_resolution=full), backbone)
+    seen = []
+    model.head.register_forward_hook(lambda module, inputs, output: seen.append(tuple(output.shape[-2:])))
+    image = torch.rand(2, 3, 64, 64)
+    banks = [torch.randn(50, backbone.channels[STRIDES.index(s)]) for s in model.matched]
+    feats = model.features(image)
+    logits, _ = model.decode(image, feats, model.match(feats, banks))
+    assert logits.shape == (2, 1, 64, 64) and seen == [(64, 64) if full else (32, 32)]
+    logits.mean().backward()
+    assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("backbone."))
+
+
+def test_full_resolution_comes_from_the_config_and_travels_in_the_artefact(product_set, tmp_path):
+    cfg = small_config(full_resolution=True, iterations=2)
+    assert KMDGANArchitecture.from_config(cfg).full_resolution
+    assert not KMDGANArchitecture.from_config(small_config()).full_resolution  # the default: stride 2
+    split = load_split("folder", product_set)
+    model = train_kmdgan(split, cfg, tmp_path / "full.safetensors", 0.1, seed=1, progress=False)
+    again = load_artefact(model.path)
+    assert again.model.full is not None and again.meta["architecture"]["full_resolution"] is True
+    image = torch.rand(1, 3, 128, 128)
+    assert torch.equal(model(image)[0], again(image)[0])

@@ -120,26 +120,53 @@ class AnomalyMapModulation(nn.Module):
         return x * (1 + torch.sigmoid(self.gate(distance)))
 
 
+def sobel_kernel() -> torch.Tensor:
+    """(2, 1, 3, 3): horizontal and vertical Sobel filters."""
+    sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
+    return torch.stack([sobel, sobel.T])[:, None]
+
+
+def gray_edges(image: torch.Tensor, kernel: torch.Tensor, size) -> tuple[torch.Tensor, torch.Tensor]:
+    """The image's grayscale at the given size, and its Sobel edges (B, 2, H, W)."""
+    gray = image.mean(1, keepdim=True)
+    if gray.shape[-2:] != tuple(size):
+        gray = F.interpolate(gray, size=size, mode="bilinear", align_corners=False)
+    return gray, F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), kernel)
+
+
 class EdgeContextHybrid(nn.Module):
     """Edge branch (fixed Sobel filters on the image, plus a learned conv) and context branch
     (dilated convolutions on coarse features), merged before the mask head."""
 
     def __init__(self, ch: int, context_ch: int):
         super().__init__()
-        sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]])
-        self.register_buffer("sobel", torch.stack([sobel, sobel.T])[:, None])
+        self.register_buffer("sobel", sobel_kernel())
         self.edge = conv_bn_relu(ch + 2, ch)
         self.context = nn.Sequential(conv_bn_relu(context_ch, ch, dilation=2), conv_bn_relu(ch, ch, dilation=4))
         self.merge = conv_bn_relu(3 * ch, ch, k=1)
 
     def forward(self, x: torch.Tensor, image: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
-        gray = image.mean(1, keepdim=True)
-        if gray.shape[-2:] != x.shape[-2:]:
-            gray = F.interpolate(gray, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        edges = F.conv2d(F.pad(gray, (1, 1, 1, 1), mode="replicate"), self.sobel)
+        _, edges = gray_edges(image, self.sobel, x.shape[-2:])
         e = self.edge(torch.cat([x, edges], 1))
         c = F.interpolate(self.context(coarse), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.merge(torch.cat([e, c, x], 1))
+
+
+class FullResolutionStage(nn.Module):
+    """The decoder's last step to the input's resolution: its stride-2 features upsampled, with the
+    grayscale image and its Sobel edges at full resolution, so that the mask can follow edges
+    finer than two pixels (thin cracks) instead of being upsampled from stride 2."""
+
+    def __init__(self, ch: int, out: int):
+        super().__init__()
+        self.register_buffer("sobel", sobel_kernel())
+        self.conv = conv_bn_relu(ch + 3, out)
+
+    def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        size = image.shape[-2:]
+        gray, edges = gray_edges(image.to(x.dtype), self.sobel.to(x.dtype), size)
+        up = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([up, gray, edges], 1))
 
 
 class PatchDiscriminator(nn.Module):

@@ -26,6 +26,7 @@ from edge_inspector.model.kmdgan.modules import (
     AnomalyMapModulation,
     CrossScaleFusion,
     EdgeContextHybrid,
+    FullResolutionStage,
     MemoryFeatureMatching,
     conv_bn_relu,
     match_memory,
@@ -35,7 +36,7 @@ from edge_inspector.model.scoring import aggregate
 
 STRIDES = (4, 8, 16)
 PROJECTED = {4: 32, 8: 64, 16: 96}  # channels after projection, per stride
-DECODER = {8: 64, 4: 48, 2: 24}  # decoder channels, per output stride
+DECODER = {8: 64, 4: 48, 2: 24, 1: 16}  # decoder channels, per output stride
 
 
 @dataclass
@@ -63,6 +64,9 @@ class KMDGANArchitecture:
     # the matched strides whose distance maps enter the map blend; empty: all of them (artefacts
     # written before the choice). The image score uses its own stride whatever this says
     map_strides: list[int] = field(default_factory=list)
+    # the decoder's last stage at the input's resolution (FullResolutionStage); False: the mask
+    # head works at stride 2 and its logits are upsampled (artefacts written before the choice)
+    full_resolution: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -80,7 +84,7 @@ class KMDGANArchitecture:
         return cls(match_strides=strides, memory_matching=m.memory_matching,
                    cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
-                   map_strides=sorted(cfg.map_strides or []),
+                   map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 
@@ -105,7 +109,8 @@ class KMDGANGenerator(nn.Module):
             {str(s): AnomalyMapModulation(c) for s, c in ((16, PROJECTED[16]), (8, DECODER[8]), (4, DECODER[4]))}
         ) if modulate else None
         self.hybrid = EdgeContextHybrid(DECODER[2], DECODER[4]) if arch.edge_context else None
-        self.head = nn.Conv2d(DECODER[2], 1, 3, padding=1)
+        self.full = FullResolutionStage(DECODER[2], DECODER[1]) if arch.full_resolution else None
+        self.head = nn.Conv2d(DECODER[1] if self.full is not None else DECODER[2], 1, 3, padding=1)
         # levels measured on held-out training normals when the model is fitted
         self.chunk: int | None = DEFAULT_CHUNK  # bank rows per search pass; None for export (see nearest)
         self.register_buffer("distance_scale", torch.ones(len(self.matched)))
@@ -152,8 +157,9 @@ class KMDGANGenerator(nn.Module):
         z = self.up2(_up(z4, scale=2))
         if self.hybrid is not None:
             z = self.hybrid(z, image.to(z.dtype), z4)
-        # the head works at stride 2 and its logits are upsampled: full-resolution layers cost 4x
-        # as much and would not let the fast profile train on a 2-core CPU in its budget
+        if self.full is not None:
+            return self.head(self.full(z, image)).float(), distances
+        # without the full-resolution stage the head works at stride 2 and its logits are upsampled
         return _up(self.head(z), size=image.shape[-2:]).float(), distances
 
     def float_buffers(self) -> None:
