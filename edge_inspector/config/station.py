@@ -53,15 +53,18 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
-    synthetic_kinds: list[Literal["texture", "shading", "line"]] = Field(
+    synthetic_kinds: list[Literal["texture", "shading", "line", "region"]] = Field(
         ["texture", "shading", "line"], min_length=1,
         description="Synthetic anomaly kinds drawn in training, in equal shares: texture "
-        "(Perlin blobs of foreign texture), shading (darker / brighter surface), line (thin scratches); "
+        "(Perlin blobs of foreign texture), shading (darker / brighter surface), line (thin scratches), "
+        "region (a large part of the surface, to the border, a little darker / brighter); "
         "docs/kmdgan.md.")
     map_blend: Literal["geometric", "max", "none"] | bool = Field("geometric", description="The anomaly map from the "
                                                                   "mask and memory distance (docs/kmdgan.md).")
     map_strides: list[Literal[8, 16]] | None = Field(None, description="The matched strides whose memory "
                                                      "distance enters the map blend; none: all (docs/kmdgan.md).")
+    full_resolution: bool = Field(False, description="A last decoder stage at the input's resolution, with the "
+                                  "image's edges, before the mask head (docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
                                    "training normals (image borders sit farther from the bank).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
