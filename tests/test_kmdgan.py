@@ -289,3 +289,10 @@ def test_full_resolution_comes_from_the_config_and_travels_in_the_artefact(produ
     assert again.model.full is not None and again.meta["architecture"]["full_resolution"] is True
     image = torch.rand(1, 3, 128, 128)
     assert torch.equal(model(image)[0], again(image)[0])
+    # the exported graph carries the stage too: ONNX Runtime agrees with torch on the product's images
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.runtime.export import export_checked
+
+    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
+    figures = export_checked(again, tmp_path / "full.onnx", images)
+    assert figures["verdicts_differing"] == 0 and figures["max_map_difference"] <= 1e-3
