@@ -124,5 +124,5 @@ def test_synthetic_kinds_and_the_pixel_extent_are_checked_by_name(tmp_path):
                                      "threshold: {pixel_extent: 0.3}\n"))
     assert ok.model.synthetic_kinds == ["texture", "line"] and ok.threshold.pixel_extent == 0.3
     message = error_of(write(tmp_path, "station: s\nmodel: {kind: kmdgan, synthetic_kinds: [speckle]}\n"))
-    assert "model.synthetic_kinds" in message and "'texture', 'shading', 'line' or 'region'" in message
+    assert "model.synthetic_kinds" in message and "'texture', 'shading' or 'line'" in message
     assert "pixel_extent" in error_of(write(tmp_path, "station: s\nthreshold: {pixel_extent: 1.5}\n"))

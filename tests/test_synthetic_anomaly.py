@@ -75,12 +75,9 @@ def test_shading_and_lines_change_the_surface_where_their_mask_says():
             assert change[mask].mean() > 8, kind  # visibly changed inside
             if kind == "line":
                 assert mask.mean() < 0.2 and (change[~mask] == 0).all()  # thin, nothing outside
-            if kind in ("shading", "region"):  # the same gain everywhere inside: brightness, not texture
+            if kind == "shading":  # the same gain everywhere inside: brightness, not texture
                 ratio = (out[mask].astype(float) + 1) / (src[mask].astype(float) + 1)
-                assert ratio.std() < 0.1 and abs(ratio.mean() - 1) > (0.1 if kind == "shading" else 0.05)
-            if kind == "region":  # large, and reaching the foreground's border
-                assert 0.05 < mask.sum() / fg.sum() < 0.7
-                assert mask[10, 10:90].any() or mask[89, 10:90].any() or mask[10:90, 10].any() or mask[10:90, 89].any()
+                assert ratio.std() < 0.1 and abs(ratio.mean() - 1) > 0.1
 
 
 def test_an_unknown_kind_is_refused_by_name():

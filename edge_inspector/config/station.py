@@ -53,11 +53,10 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
-    synthetic_kinds: list[Literal["texture", "shading", "line", "region"]] = Field(
+    synthetic_kinds: list[Literal["texture", "shading", "line"]] = Field(
         ["texture", "shading", "line"], min_length=1,
         description="Synthetic anomaly kinds drawn in training, in equal shares: texture "
-        "(Perlin blobs of foreign texture), shading (darker / brighter surface), line (thin scratches), "
-        "region (a large part of the surface, to the border, a little darker / brighter); "
+        "(Perlin blobs of foreign texture), shading (darker / brighter surface), line (thin scratches); "
         "docs/kmdgan.md.")
     map_blend: Literal["geometric", "max", "none"] | bool = Field("geometric", description="The anomaly map from the "
                                                                   "mask and memory distance (docs/kmdgan.md).")

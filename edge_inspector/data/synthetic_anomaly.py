@@ -5,9 +5,7 @@ Kinds (`model.synthetic_kinds`):
   texture source (another image, or a procedural texture) blended with factor beta in [0.15, 1];
 - shading: the same kind of mask, the part's own surface made darker or brighter inside it with a
   soft edge (stains, uneven surfaces: low contrast, no new texture);
-- line: a few thin random polylines, darker or brighter than the surface (scratches, cracks);
-- region: one side of a wavy line across the image (10 to 60 % of it, reaching the border) made
-  a little darker or brighter (uneven surfaces, a part of the surface finished differently).
+- line: a few thin random polylines, darker or brighter than the surface (scratches, cracks).
 """
 
 from __future__ import annotations
@@ -16,10 +14,8 @@ import cv2
 import numpy as np
 
 BETA_RANGE = (0.15, 1.0)
-KINDS = ("texture", "shading", "line", "region")
+KINDS = ("texture", "shading", "line")
 SHADING_GAIN = (0.55, 0.85)  # darker inside the mask; brighter uses the reciprocal range
-REGION_GAIN = (0.78, 0.92)  # subtler than shading: a large part of the surface a little off
-REGION_SHARE = (0.1, 0.6)  # of the image
 
 
 def perlin(shape: tuple[int, int], cells: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -104,41 +100,9 @@ def add_shading(image: np.ndarray, rng: np.random.Generator, foreground: np.ndar
     """The surface inside a Perlin mask made darker or brighter (gain in SHADING_GAIN or its
     reciprocal), the change fading over a few pixels at the edge; the mask is where it is at
     least half done."""
-    return _shaded(image, perlin_mask(image.shape[:2], rng, foreground=foreground), SHADING_GAIN, rng)
-
-
-def region_mask(shape: tuple[int, int], rng: np.random.Generator, foreground: np.ndarray | None = None
-                ) -> np.ndarray:
-    """One side of a wavy line at a random angle: a region of REGION_SHARE of the image (of the
-    foreground, where one is given) that reaches its border."""
-    h, w = shape
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    for _ in range(20):  # redraw where the foreground leaves too little of it
-        angle = rng.uniform(0, 2 * np.pi)
-        wave = perlin(shape, (2, 2), rng) * rng.uniform(0.05, 0.2) * min(h, w)
-        side = (xx - w / 2) * np.cos(angle) + (yy - h / 2) * np.sin(angle) + wave
-        inside = side if foreground is None else side[foreground]  # the share is of the part
-        mask = side > np.quantile(inside, 1 - rng.uniform(*REGION_SHARE)) if inside.size else side > np.inf
-        if foreground is not None:
-            mask &= foreground
-        if mask.sum() >= 16:
-            return mask
-    return mask
-
-
-def add_region(image: np.ndarray, rng: np.random.Generator, foreground: np.ndarray | None = None
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """A large region reaching the border (region_mask) made a little darker or brighter (gain in
-    REGION_GAIN or its reciprocal), the change fading over a few pixels at its edge."""
-    return _shaded(image, region_mask(image.shape[:2], rng, foreground), REGION_GAIN, rng)
-
-
-def _shaded(image: np.ndarray, mask: np.ndarray, gains: tuple[float, float], rng: np.random.Generator
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """The image darker inside the mask by a gain drawn from gains (or brighter by its reciprocal),
-    with a soft edge; the mask is where the change is at least half done."""
     h, w = image.shape[:2]
-    gain = float(rng.uniform(*gains))
+    mask = perlin_mask((h, w), rng, foreground=foreground)
+    gain = float(rng.uniform(*SHADING_GAIN))
     if rng.random() < 0.5:
         gain = 1 / gain
     sigma = max(1.0, min(h, w) / 128)
@@ -179,8 +143,6 @@ def make_anomaly(kind: str, image: np.ndarray, rng: np.random.Generator, source:
     becomes a texture anomaly, so every call returns a usable mask."""
     if kind == "shading":
         return add_shading(image, rng, foreground)
-    if kind == "region":
-        return add_region(image, rng, foreground)
     if kind == "line":
         out, mask = add_lines(image, rng, foreground)
         if mask.sum() >= 8:
