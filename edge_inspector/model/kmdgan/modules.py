@@ -164,7 +164,7 @@ class FullResolutionStage(nn.Module):
 
     def forward(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         size = image.shape[-2:]
-        gray, edges = gray_edges(image.to(x.dtype), self.sobel.to(x.dtype), size)
+        gray, edges = gray_edges(image, self.sobel, size)
         up = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         return self.conv(torch.cat([up, gray, edges], 1))
 

@@ -159,7 +159,7 @@ class KMDGANGenerator(nn.Module):
         if self.hybrid is not None:
             z = self.hybrid(z, image.to(z.dtype), z4)
         if self.full is not None:
-            return self.head(self.full(z, image)).float(), distances
+            return self.head(self.full(z, image.to(z.dtype))).float(), distances
         # without the full-resolution stage the head works at stride 2 and its logits are upsampled
         return _up(self.head(z), size=image.shape[-2:]).float(), distances
 
