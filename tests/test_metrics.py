@@ -112,3 +112,21 @@ def test_mask_metrics_measure_the_cut_map_against_the_truth():
     per = metrics.mask_metrics([0, 1, 1], masks, maps, pixel_threshold=0.6, extent=0.3, per_image=True)["per_image"]
     assert [p["iou"] for p in per] == pytest.approx([1.0, 0.25], abs=1e-4)  # the defective images, in order
     assert [p["area_ratio"] for p in per] == pytest.approx([1.0, 4.0])
+
+
+def test_per_image_figures_pooled_over_two_runs_equal_one_run_over_all_images():
+    # two folds' held-out defects (tools/validate_defects.py) are summarised over all their images
+    rng = np.random.default_rng(3)
+    masks = np.zeros((6, 12, 12), bool)
+    for i in range(6):
+        masks[i, i : i + 4, 2 : 2 + i + 2] = True
+    maps = rng.random((6, 12, 12)) * 0.5 + masks * 0.4  # uneven masks: every image its own IoU and area
+    whole = metrics.mask_metrics([1] * 6, masks, maps, pixel_threshold=0.6, per_image=True)
+    first = metrics.mask_metrics([1] * 2, masks[:2], maps[:2], pixel_threshold=0.6, per_image=True)
+    rest = metrics.mask_metrics([1] * 4, masks[2:], maps[2:], pixel_threshold=0.6, per_image=True)
+    pooled = metrics.summarise_masks(first["per_image"] + rest["per_image"])
+    for key in ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2"):
+        assert pooled[key] == pytest.approx(whole[key], abs=2e-4)
+    assert len({round(p["iou"], 3) for p in whole["per_image"]}) > 1  # not all alike
+    assert first["mask_iou"] != pytest.approx(whole["mask_iou"], abs=1e-3)  # one fold alone is not the pool
+    assert metrics.summarise_masks([])["mask_iou"] is None

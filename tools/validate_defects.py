@@ -12,8 +12,11 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
     python tools/validate_defects.py --variants default copy_paste=0
     python tools/validate_defects.py --variants default "synthetic_kinds=[texture, shading]"
     python tools/validate_defects.py --fold 0 --variants default
+    python tools/validate_defects.py --folds 1 0 --variants default full_resolution=true
     python tools/validate_defects.py --from-artefact reports/validate-defects/default.safetensors \
         --variants default "map_strides=[8]"
+    python tools/validate_defects.py --folds 1 0 \
+        --from-artefact "reports/validate-defects/fold{fold}/default.safetensors" --variants default "map_strides=[8]"
 
 With --from-artefact, nothing is trained: the variants may only change what is inference alone
 (INFERENCE_KEYS, the anomaly map's blend); each is applied to that artefact (trained by this tool
@@ -37,7 +40,7 @@ from edge_inspector.data import load_split
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
 from edge_inspector.data.split import hold_out_few_shot
-from edge_inspector.evaluation.metrics import mask_metrics
+from edge_inspector.evaluation.metrics import mask_metrics, summarise_masks
 from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import KMDGANArchitecture
@@ -101,6 +104,55 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: li
     return model
 
 
+def run_fold(args, split, fold: int) -> dict:
+    """Each variant trained (or applied to --from-artefact) and measured on one fold's held-out defects."""
+    kept, held = hold_out_few_shot(split.few_shot, fold)
+    if not held:
+        raise SystemExit("no few-shot defect type has two examples: nothing to hold out")
+    train_split = Split(train_normal=split.train_normal, few_shot=kept)
+    _, holdout = split_holdout(split.train_normal)
+    print(f"fold {fold}: held out {', '.join(s.image.name for s in held)}; trained on {len(kept)} defects",
+          file=sys.stderr)
+    workdir = args.workdir if len(args.folds) == 1 else args.workdir / f"fold{fold}"
+    results = {}
+    for text in args.variants:
+        cfg = variant_config(text, args.iterations)
+        if args.from_artefact:
+            path = Path(str(args.from_artefact).replace("{fold}", str(fold)))
+            model = inference_variant(path, text, cfg, holdout, kept, args.seed)
+        else:
+            model = train_kmdgan(train_split, cfg, workdir / f"{text.replace('/', '_')}.safetensors", 0.01,
+                                 seed=args.seed, progress=False)
+        results[text] = measure(model, held, holdout, cfg.input_size)
+        results[text]["train_seconds"] = model.meta["training"]["seconds"]
+        print(f"fold {fold}, {text}: {results[text]}", file=sys.stderr, flush=True)
+    return {"held_out": [s.image.name for s in held], "results": results}
+
+
+def pooled(folds: dict) -> dict:
+    """Per variant, the figures over every fold's held-out images together (what a default is
+    chosen on: one fold's five defects are too few)."""
+    out = {}
+    for text in next(iter(folds.values()))["results"]:
+        runs = [f["results"][text] for f in folds.values()]
+        out[text] = {"defects": sum(r["defects"] for r in runs), "found": sum(r["found"] for r in runs),
+                     **summarise_masks([p for r in runs for p in r["per_image"]]),
+                     "spurious_share": round(float(np.mean([r["spurious_share"] for r in runs])), 4),
+                     "train_seconds": sum(r["train_seconds"] for r in runs)}
+    return out
+
+
+def table(rows: dict) -> list[str]:
+    header = ["fold", "variant", "held-out defects found", *COLUMNS, "held-out normals with a region", "train s"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for (fold, text), r in rows.items():
+        cells = [fold, text, f"{r['found']} of {r['defects']}"]
+        cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
+        cells += [f"{r['spurious_share']:.3f}", f"{r['train_seconds']:.0f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="magnetic-tile")
@@ -110,46 +162,29 @@ def main() -> int:
                    help="'default' or key=value over the default model config, e.g. copy_paste=0")
     p.add_argument("--iterations", type=int, help="training iterations (default: the fast profile's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--fold", type=int, choices=(0, 1), default=1,
-                   help="1: each type's second defect is held out; 0: its first (the other fold)")
+    p.add_argument("--fold", "--folds", dest="folds", type=int, nargs="+", choices=(0, 1), default=[1],
+                   help="1: each type's second defect is held out; 0: its first; '--folds 1 0': both, "
+                        "with the figures over both folds' images together")
     p.add_argument("--from-artefact", type=Path,
-                   help="an artefact this tool trained on the same fold: variants change its inference only")
-    p.add_argument("--workdir", type=Path, default=Path("reports/validate-defects"))
+                   help="an artefact this tool trained on the same fold ('{fold}' in the path stands for "
+                        "it): variants change its inference only")
+    p.add_argument("--workdir", type=Path, default=Path("reports/validate-defects"),
+                   help="where the variants' artefacts go (in fold0/ and fold1/ under it for both folds)")
     p.add_argument("--out", type=Path, default=Path("reports/validate_defects.json"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     split = load_split(args.dataset, args.root, args.category)
-    kept, held = hold_out_few_shot(split.few_shot, args.fold)
-    if not held:
-        print("no few-shot defect type has two examples: nothing to hold out", file=sys.stderr)
-        return 2
-    train_split = Split(train_normal=split.train_normal, few_shot=kept)
-    _, holdout = split_holdout(split.train_normal)
-    print(f"held out: {', '.join(s.image.name for s in held)}; trained on {len(kept)} defects", file=sys.stderr)
-    results = {}
-    for text in args.variants:
-        cfg = variant_config(text, args.iterations)
-        if args.from_artefact:
-            model = inference_variant(args.from_artefact, text, cfg, holdout, kept, args.seed)
-        else:
-            model = train_kmdgan(train_split, cfg, args.workdir / f"{text.replace('/', '_')}.safetensors", 0.01,
-                                 seed=args.seed, progress=False)
-        results[text] = measure(model, held, holdout, cfg.input_size)
-        results[text]["train_seconds"] = model.meta["training"]["seconds"]
-        print(f"{text}: {results[text]}", file=sys.stderr, flush=True)
+    folds = {}
+    for fold in dict.fromkeys(args.folds):
+        folds[fold] = run_fold(args, split, fold)
+        report = {"version": __version__, "dataset": args.dataset, "seed": args.seed, "iterations": args.iterations,
+                  "folds": folds, "pooled": pooled(folds) if len(folds) > 1 else None}
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"version": __version__, "dataset": args.dataset, "seed": args.seed,
-                                        "fold": args.fold, "iterations": args.iterations,
-                                        "held_out": [s.image.name for s in held],
-                                        "results": results}, indent=2, default=str) + "\n")
-    header = ["variant", "held-out defects found", *COLUMNS, "held-out normals with a region", "train s"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for text, r in results.items():
-        cells = [text, f"{r['found']} of {r['defects']}"]
-        cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
-        cells += [f"{r['spurious_share']:.3f}", f"{r['train_seconds']:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    print("\n".join(lines))
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    rows = {(str(f), text): r for f, run in folds.items() for text, r in run["results"].items()}
+    if len(folds) > 1:
+        rows.update({("both", text): r for text, r in report["pooled"].items()})
+    print("\n".join(table(rows)))
     print(f"JSON: {args.out}")
     return 0
 

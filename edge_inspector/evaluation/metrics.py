@@ -107,8 +107,7 @@ def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None, ex
     per_image: also each measured defective image's figures ("per_image", in input order)."""
     labels = np.asarray(labels).astype(bool)
     known = np.ones(len(labels), bool) if with_mask is None else np.asarray(with_mask, bool)
-    ious, dices, ratios = [], [], []
-    spurious = []
+    records, spurious = [], []
     for label, ok, mask, amap in zip(labels, known, masks, maps):
         pred = cut_mask(np.asarray(amap), pixel_threshold, extent).astype(bool)
         if not label:
@@ -118,18 +117,25 @@ def mask_metrics(labels, masks, maps, pixel_threshold: float, with_mask=None, ex
         if not ok or not truth.any():
             continue
         inter, union = np.logical_and(pred, truth).sum(), np.logical_or(pred, truth).sum()
-        ious.append(inter / union)
-        dices.append(dice(pred, truth))
-        ratios.append(pred.sum() / truth.sum())
-    lo, hi = AREA_BAND
-    out = {"pixel_threshold": round(float(pixel_threshold), 4), "extent": extent,
-           "mask_iou": float(np.mean(ious)) if ious else None, "mask_dice": float(np.mean(dices)) if dices else None,
-           "area_ratio_median": float(np.median(ratios)) if ratios else None,
-           "area_within_0.5_2": float(np.mean([lo <= r <= hi for r in ratios])) if ratios else None,
-           "spurious_share": float(np.mean(spurious)) if spurious else None}
-    out = {k: v if v is None or k in ("pixel_threshold", "extent") else round(v, 4) for k, v in out.items()}
+        records.append({"iou": float(inter / union), "dice": dice(pred, truth),
+                        "area_ratio": float(pred.sum() / truth.sum())})
+    out = {"pixel_threshold": round(float(pixel_threshold), 4), "extent": extent, **summarise_masks(records),
+           "spurious_share": round(float(np.mean(spurious)), 4) if spurious else None}
     if per_image:
-        out["per_image"] = [{"iou": round(float(i), 4), "dice": round(float(d), 4), "area_ratio": round(float(r), 4)}
-                            for i, d, r in zip(ious, dices, ratios)]
+        out["per_image"] = [{k: round(v, 4) for k, v in r.items()} for r in records]
     return out
+
+
+def summarise_masks(per_image: list[dict]) -> dict:
+    """Means of IoU and Dice, the median area ratio and the share within AREA_BAND over per-image
+    records ({"iou", "dice", "area_ratio"}): mask_metrics' figures, and its per_image lists pooled
+    (e.g. two folds of held-out defects, tools/validate_defects.py)."""
+    if not per_image:
+        return {"mask_iou": None, "mask_dice": None, "area_ratio_median": None, "area_within_0.5_2": None}
+    ratios = [r["area_ratio"] for r in per_image]
+    lo, hi = AREA_BAND
+    return {"mask_iou": round(float(np.mean([r["iou"] for r in per_image])), 4),
+            "mask_dice": round(float(np.mean([r["dice"] for r in per_image])), 4),
+            "area_ratio_median": round(float(np.median(ratios)), 4),
+            "area_within_0.5_2": round(float(np.mean([lo <= x <= hi for x in ratios])), 4)}
 
