@@ -104,8 +104,9 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: li
     return model
 
 
-def run_fold(args, split, fold: int) -> dict:
-    """Each variant trained (or applied to --from-artefact) and measured on one fold's held-out defects."""
+def run_fold(args, split, fold: int, run: dict, save) -> None:
+    """Each variant trained (or applied to --from-artefact) and measured on one fold's held-out
+    defects, into run; save() after each (a long run keeps what it has measured)."""
     kept, held = hold_out_few_shot(split.few_shot, fold)
     if not held:
         raise SystemExit("no few-shot defect type has two examples: nothing to hold out")
@@ -114,7 +115,8 @@ def run_fold(args, split, fold: int) -> dict:
     print(f"fold {fold}: held out {', '.join(s.image.name for s in held)}; trained on {len(kept)} defects",
           file=sys.stderr)
     workdir = args.workdir if len(args.folds) == 1 else args.workdir / f"fold{fold}"
-    results = {}
+    run["held_out"] = [s.image.name for s in held]
+    results = run.setdefault("results", {})
     for text in args.variants:
         cfg = variant_config(text, args.iterations)
         if args.from_artefact:
@@ -126,14 +128,16 @@ def run_fold(args, split, fold: int) -> dict:
         results[text] = measure(model, held, holdout, cfg.input_size)
         results[text]["train_seconds"] = model.meta["training"]["seconds"]
         print(f"fold {fold}, {text}: {results[text]}", file=sys.stderr, flush=True)
-    return {"held_out": [s.image.name for s in held], "results": results}
+        save()
 
 
 def pooled(folds: dict) -> dict:
     """Per variant, the figures over every fold's held-out images together (what a default is
-    chosen on: one fold's five defects are too few)."""
+    chosen on: one fold's five defects are too few). Variants not yet measured on every fold are left out."""
     out = {}
     for text in next(iter(folds.values()))["results"]:
+        if any(text not in f["results"] for f in folds.values()):
+            continue
         runs = [f["results"][text] for f in folds.values()]
         out[text] = {"defects": sum(r["defects"] for r in runs), "found": sum(r["found"] for r in runs),
                      **summarise_masks([p for r in runs for p in r["per_image"]]),
@@ -173,17 +177,21 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=Path("reports/validate_defects.json"))
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    args.folds = list(dict.fromkeys(args.folds))
     split = load_split(args.dataset, args.root, args.category)
-    folds = {}
-    for fold in dict.fromkeys(args.folds):
-        folds[fold] = run_fold(args, split, fold)
+    folds: dict[int, dict] = {}
+
+    def save() -> None:
         report = {"version": __version__, "dataset": args.dataset, "seed": args.seed, "iterations": args.iterations,
                   "folds": folds, "pooled": pooled(folds) if len(folds) > 1 else None}
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+
+    for fold in args.folds:
+        run_fold(args, split, fold, folds.setdefault(fold, {}), save)
     rows = {(str(f), text): r for f, run in folds.items() for text, r in run["results"].items()}
     if len(folds) > 1:
-        rows.update({("both", text): r for text, r in report["pooled"].items()})
+        rows.update({("both", text): r for text, r in pooled(folds).items()})
     print("\n".join(table(rows)))
     print(f"JSON: {args.out}")
     return 0

@@ -138,4 +138,3 @@ def summarise_masks(per_image: list[dict]) -> dict:
             "mask_dice": round(float(np.mean([r["dice"] for r in per_image])), 4),
             "area_ratio_median": round(float(np.median(ratios)), 4),
             "area_within_0.5_2": round(float(np.mean([lo <= x <= hi for x in ratios])), 4)}
-
