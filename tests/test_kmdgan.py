@@ -296,3 +296,50 @@ def test_full_resolution_comes_from_the_config_and_travels_in_the_artefact(produ
     images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
     figures = export_checked(again, tmp_path / "full.onnx", images)
     assert figures["verdicts_differing"] == 0 and figures["max_map_difference"] <= 1e-3
+
+
+def test_score_scale_gap_counts_each_part_from_normal_to_anomalous(trained):
+    from edge_inspector.model.kmdgan.score_calibration import (calibrate_scores, outputs, outputs_of, part_scales,
+                                                               score_parts, synthetic_batches)
+    from edge_inspector.model.scoring import split_holdout
+
+    split, fixture = trained
+    model = load_artefact(fixture.path)  # a copy: calibration rewrites the model's levels
+    g, banks, size = model.model, model.banks, model.input_size
+    _, holdout = split_holdout(split.train_normal)
+    normal = score_parts(g, *outputs(g, banks, holdout, size))
+    spread = part_scales(g, banks, normal, holdout, split.few_shot, size)
+    assert g.arch.score_scale == "spread" and torch.allclose(spread, normal.std(0))  # the default, as before
+    # the anomalies the gap is measured to: one synthetic anomaly on each held-out normal, and the few-shot
+    anomalous = torch.cat([score_parts(g, *outputs_of(g, banks, synthetic_batches(holdout, size))),
+                           score_parts(g, *outputs(g, banks, split.few_shot, size))])
+    g.arch.score_scale = "gap"
+    gap = part_scales(g, banks, normal, holdout, split.few_shot, size)
+    expected = torch.maximum(anomalous.median(0).values - normal.median(0).values, normal.std(0))
+    assert torch.allclose(gap, expected)
+    # the learned mask barely moves on normals: its unit grows many times over its spread
+    assert gap[0] > 3 * spread[0]
+    threshold = calibrate_scores(g, banks, holdout, split.few_shot, size, 0.1)
+    assert torch.allclose(g.score_scale, gap)
+    normal = score_parts(g, *outputs(g, banks, holdout, size))  # with the stride calibration chose
+    scores = ((normal - g.score_center) / g.score_scale).sum(1).double()
+    assert (scores >= threshold).double().mean() <= 0.1  # the threshold still from the held-out normals
+
+
+def test_score_scale_comes_from_the_config_and_travels_in_the_artefact(trained, tmp_path):
+    from pydantic import ValidationError
+
+    from edge_inspector.model.kmdgan.artefact import save_artefact
+
+    assert KMDGANArchitecture.from_config(small_config(score_scale="gap")).score_scale == "gap"
+    assert KMDGANArchitecture.from_config(small_config()).score_scale == "spread"
+    with pytest.raises(ValidationError, match="score_scale"):
+        small_config(score_scale="range")
+    _, fixture = trained
+    model = load_artefact(fixture.path)
+    model.model.arch.score_scale = "gap"
+    model.model.score_scale[:] = torch.tensor([0.7, 3.0])
+    out = save_artefact(tmp_path / "gap.safetensors", model.model, model.banks, model.threshold, model.input_size,
+                        model.meta["training"], model.pixel_threshold, model.pixel_extent)
+    again = load_artefact(out).model
+    assert again.arch.score_scale == "gap" and torch.equal(again.score_scale, torch.tensor([0.7, 3.0]))

@@ -19,7 +19,8 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
         --from-artefact "reports/validate-defects/fold{fold}/default.safetensors" --variants default "map_strides=[8]"
 
 With --from-artefact, nothing is trained: the variants may only change what is inference alone
-(INFERENCE_KEYS, the anomaly map's blend); each is applied to that artefact (trained by this tool
+(INFERENCE_KEYS: the anomaly map's blend, and how the image score's parts are scaled, which
+re-runs the score calibration and so the operating threshold); each is applied to that artefact (trained by this tool
 on the same fold), its pixel threshold and extent re-chosen as `train` chooses them, and measured.
 """
 
@@ -45,10 +46,13 @@ from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import KMDGANArchitecture
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
+from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import train_kmdgan
-from edge_inspector.model.scoring import split_holdout
+from edge_inspector.model.scoring import roc_auc, split_holdout
 
-INFERENCE_KEYS = ("map_blend", "map_strides")  # what --from-artefact variants may change
+INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale")  # what --from-artefact variants may change
+RECALIBRATED = ("score_scale",)  # whose variants re-run the score calibration (and so the threshold)
+TARGET_FALSE_REJECTS = 0.01
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
 
 
@@ -73,9 +77,11 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
             scores += list(s)
             masks += list(truth)
             names += [x.image.name + (" (mirrored)" if mirrored else "") for x in batch.samples]
-    normal_maps = []
+    normal_maps, normal_scores = [], []
     for batch in iter_batches(holdout, size, 8):
-        normal_maps += list(predict(batch.images)[0])
+        m, s = predict(batch.images)
+        normal_maps += list(m)
+        normal_scores += list(s)
     labels = [1] * len(maps) + [0] * len(normal_maps)
     level, extent = model.pixel_threshold, model.pixel_extent
     # a good image's truth is never read (mask_metrics only asks whether its cut is empty)
@@ -86,7 +92,10 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
     # each held-out defect's own figures: which are missed, and how far below the threshold
     cut["per_image"] = [{"image": n, "score": round(float(s), 3), "found": bool(f), **figures}
                         for n, s, f, figures in zip(names, scores, found, cut["per_image"])]
-    return {"defects": len(scores), "found": int(found.sum()), "threshold": round(float(model.threshold), 3), **cut}
+    # the image score's ranking, whatever the threshold: held-out defects against held-out normals
+    auroc = roc_auc(np.asarray(labels), np.concatenate([scores, np.asarray(normal_scores, dtype=np.float64)]))
+    return {"defects": len(scores), "found": int(found.sum()), "threshold": round(float(model.threshold), 3),
+            "image_auroc": round(float(auroc), 4), **cut}
 
 
 def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: list, few_shot: list, seed: int):
@@ -99,6 +108,9 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: li
     if text != "default":
         arch = KMDGANArchitecture.from_config(cfg)
         setattr(model.model.arch, key, getattr(arch, key))
+        if key in RECALIBRATED:
+            model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
+                                                       model.input_size, TARGET_FALSE_REJECTS)
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed)
     model.meta["pixel_threshold"], model.meta["pixel_extent"] = level, extent
     return model
@@ -123,7 +135,8 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
             path = Path(str(args.from_artefact).replace("{fold}", str(fold)))
             model = inference_variant(path, text, cfg, holdout, kept, args.seed)
         else:
-            model = train_kmdgan(train_split, cfg, workdir / f"{text.replace('/', '_')}.safetensors", 0.01,
+            model = train_kmdgan(train_split, cfg, workdir / f"{text.replace('/', '_')}.safetensors",
+                                 TARGET_FALSE_REJECTS,
                                  seed=args.seed, progress=False)
         results[text] = measure(model, held, holdout, cfg.input_size)
         results[text]["train_seconds"] = model.meta["training"]["seconds"]
@@ -142,15 +155,18 @@ def pooled(folds: dict) -> dict:
         out[text] = {"defects": sum(r["defects"] for r in runs), "found": sum(r["found"] for r in runs),
                      **summarise_masks([p for r in runs for p in r["per_image"]]),
                      "spurious_share": round(float(np.mean([r["spurious_share"] for r in runs])), 4),
+                     # each fold's scores are on their own model's scale: the folds' mean, not one ranking
+                     "image_auroc": round(float(np.mean([r.get("image_auroc", np.nan) for r in runs])), 4),
                      "train_seconds": sum(r["train_seconds"] for r in runs)}
     return out
 
 
 def table(rows: dict) -> list[str]:
-    header = ["fold", "variant", "held-out defects found", *COLUMNS, "held-out normals with a region", "train s"]
+    header = ["fold", "variant", "held-out defects found", "image AUROC", *COLUMNS, "held-out normals with a region",
+              "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (fold, text), r in rows.items():
-        cells = [fold, text, f"{r['found']} of {r['defects']}"]
+        cells = [fold, text, f"{r['found']} of {r['defects']}", f"{r.get('image_auroc', float('nan')):.3f}"]
         cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
         cells += [f"{r['spurious_share']:.3f}", f"{r['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -66,6 +66,10 @@ class KMDGANModelConfig(Strict):
                                   "image's edges, before the mask head (docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
                                    "training normals (image borders sit farther from the bank).")
+    score_scale: Literal["spread", "gap"] = Field("spread", description="How each image-score part is scaled "
+                                                  "before they are summed: spread, its standard deviation on held-out "
+                                                  "normals; gap, from the normals' median to the anomalies' "
+                                                  "(docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

@@ -60,6 +60,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"backbone {meta['backbone']!r} unknown")
     if arch.blend not in ("geometric", "max", "none"):
         raise ValueError(f"map_blend {arch.map_blend!r} unknown")
+    if arch.score_scale not in ("spread", "gap"):
+        raise ValueError(f"score_scale {arch.score_scale!r} unknown")
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
     if not set(arch.map_strides) <= set(arch.match_strides):

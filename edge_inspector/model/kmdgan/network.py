@@ -68,6 +68,10 @@ class KMDGANArchitecture:
     # the decoder's last stage at the input's resolution (FullResolutionStage); False: the mask
     # head works at stride 2 and its logits are upsampled (artefacts written before the choice)
     full_resolution: bool = False
+    # how each image-score part is scaled before the parts are summed: "spread", its standard
+    # deviation on held-out normals (artefacts written before the choice); "gap", the distance from
+    # the normals' median to the anomalies' (score_calibration.part_scales)
+    score_scale: str = "spread"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -86,6 +90,7 @@ class KMDGANArchitecture:
                    cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
+                   score_scale=cfg.score_scale,
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 

@@ -5,21 +5,29 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import torch
 
+from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
+from edge_inspector.data.synthetic_anomaly import KINDS, make_anomaly
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
 from edge_inspector.model.scoring import choose_score_mode, held_out_rejections, threshold_from_normals
 
 log = logging.getLogger(__name__)
 
-@torch.no_grad()
 def outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, h*w)."""
+    return outputs_of(model, banks, (batch.images for batch in iter_batches(samples, size, 8)))
+
+
+@torch.no_grad()
+def outputs_of(model: KMDGANGenerator, banks, batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """outputs() over batches of model-input arrays (B, 3, H, W)."""
     probs, dists = [], []
-    for batch in iter_batches(samples, size, 8):
-        image = torch.from_numpy(batch.images)
+    for images in batches:
+        image = torch.from_numpy(images)
         feats = model.features(image)
         logits, distances = model.decode(image, feats, model.match(feats, banks))
         probs.append(torch.sigmoid(logits))
@@ -41,6 +49,42 @@ def set_map_levels(model: KMDGANGenerator, dists: list[torch.Tensor], size: int)
         sample = up[torch.randperm(up.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]]
         model.map_center[i] = torch.quantile(sample, MAP_NORMAL_QUANTILE)
         model.map_scale[i] = sample.std().clamp_min(1e-6)
+
+
+def score_parts(model: KMDGANGenerator, prob: torch.Tensor, dists: list[torch.Tensor]) -> torch.Tensor:
+    return model.score_parts(prob, [d.view(len(prob), 1, -1) for d in dists])
+
+
+def synthetic_batches(samples, size: int, seed: int = 0):
+    """The samples with one synthetic anomaly each, the kinds in turn (model-input batches)."""
+    rng = np.random.default_rng(seed)
+    k = 0
+    for batch in iter_batches(samples, size, 8):
+        drawn = []
+        for bgr in from_tensor_layout(batch.images):
+            drawn.append(make_anomaly(KINDS[k % len(KINDS)], bgr, rng)[0])
+            k += 1
+        yield to_tensor_layout(drawn)
+
+
+def part_scales(model: KMDGANGenerator, banks, parts: torch.Tensor, holdout, few_shot, size: int) -> torch.Tensor:
+    """Each score part's unit. "spread": its standard deviation on the held-out normals. A part
+    the normals hardly move (the mask is near 0 on almost every normal pixel) then gets a tiny
+    unit, and a faint response on one good image outweighs everything else. "gap": the distance
+    from the normals' median to the anomalies' (synthetic ones drawn on the same held-out normals,
+    and the few-shot defects), so that each part counts in steps of "normal to defective"; never
+    smaller than the spread (a part the anomalies hardly raise is not magnified)."""
+    spread = parts.std(0).clamp_min(1e-6) if len(parts) > 1 else torch.ones(parts.shape[1])
+    if model.arch.score_scale != "gap":
+        return spread
+    prob, dists = outputs_of(model, banks, synthetic_batches(holdout, size))
+    anomalies = [score_parts(model, prob, dists)]
+    if few_shot:
+        anomalies.append(score_parts(model, *outputs(model, banks, few_shot, size)))
+    gap = torch.cat(anomalies).median(0).values - parts.median(0).values
+    log.info("score parts scaled by the gap from held-out normals to anomalies %s (spread %s)",
+             [round(float(g), 4) for g in gap], [round(float(s), 4) for s in spread])
+    return torch.maximum(gap, spread)
 
 
 @torch.no_grad()
@@ -66,10 +110,10 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
                  "vs few-shot: %s)", stride, model.arch.distance_score, model.validation)
     if model.arch.blend != "none" and dists:
         set_map_levels(model, dists, size)
-    parts = model.score_parts(prob, [d.view(len(prob), 1, -1) for d in dists])
+    parts = score_parts(model, prob, dists)
     n = parts.shape[1]
     model.score_center[:n] = parts.median(0).values
-    model.score_scale[:n] = parts.std(0).clamp_min(1e-6) if len(parts) > 1 else 1.0
+    model.score_scale[:n] = part_scales(model, banks, parts, holdout, few_shot, size)
     scores = ((parts - model.score_center[:n]) / model.score_scale[:n]).sum(1).numpy()
     threshold = threshold_from_normals(scores, target_false_reject_rate)
     # what a few held-out normals can say of the false-reject rate (0 of 76 rejected: up to 4.8 %)
