@@ -21,6 +21,7 @@ from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate
 from edge_inspector.inspection.frame import numpy_predict
+from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 
@@ -85,6 +86,21 @@ def main() -> int:
             result["train_seconds"] = round(train_s, 1)
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)
+        if row == "full" and model.model.matched:
+            # the score parts' scaling is set after training: the same weights, the other scaling,
+            # its own operating threshold from the same held-out normals (the map is unchanged)
+            own = model.model.arch.score_scale
+            other = "gap" if own == "spread" else "spread"
+            model.model.arch.score_scale = other
+            other_threshold = calibrate_scores(model.model, model.banks, prepared.holdout, split.few_shot, size, 0.01)
+            result = evaluate(numpy_predict(model), split, size, other_threshold, batch_size=1,
+                              progress=False, **cut)
+            result["train_seconds"] = round(train_s, 1)
+            result["threshold"] = other_threshold
+            results[f"full, score_scale {other}"] = result
+            print(f"full, score_scale {other}: {result['metrics']}", flush=True)
+            model.model.arch.score_scale = own
+            calibrate_scores(model.model, model.banks, prepared.holdout, split.few_shot, size, 0.01)
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
 
