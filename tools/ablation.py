@@ -21,6 +21,7 @@ from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate
 from edge_inspector.inspection.frame import numpy_predict
+from edge_inspector.model.kmdgan.artefact import save_artefact
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
@@ -98,6 +99,8 @@ def main() -> int:
             result["train_seconds"] = round(train_s, 1)
             result["threshold"] = other_threshold
             results[f"full, score_scale {other}"] = result
+            save_artefact(args.workdir / f"full-score_scale-{other}.safetensors", model.model, model.banks,
+                          other_threshold, size, model.meta["training"], model.pixel_threshold, model.pixel_extent)
             print(f"full, score_scale {other}: {result['metrics']}", flush=True)
             model.model.arch.score_scale = own
             calibrate_scores(model.model, model.banks, prepared.holdout, split.few_shot, size, 0.01)
