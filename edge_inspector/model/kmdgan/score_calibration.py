@@ -17,6 +17,7 @@ from edge_inspector.model.scoring import choose_score_mode, held_out_rejections,
 
 log = logging.getLogger(__name__)
 
+
 def outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, h*w)."""
     return outputs_of(model, banks, (batch.images for batch in iter_batches(samples, size, 8)))
@@ -52,6 +53,7 @@ def set_map_levels(model: KMDGANGenerator, dists: list[torch.Tensor], size: int)
 
 
 def score_parts(model: KMDGANGenerator, prob: torch.Tensor, dists: list[torch.Tensor]) -> torch.Tensor:
+    """(N, parts) of outputs()' results, unscaled."""
     return model.score_parts(prob, [d.view(len(prob), 1, -1) for d in dists])
 
 
@@ -91,8 +93,8 @@ def part_scales(model: KMDGANGenerator, banks, parts: torch.Tensor, holdout, few
 def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
                      target_false_reject_rate: float) -> float:
     """Choose the memory-distance stride and aggregation (held-out normals vs the few-shot anomalies:
-    the bank holds neither, so this part of the score is fairly validated), standardise the score
-    parts on the held-out normals, and choose the threshold on them."""
+    the bank holds neither, so this part of the score is fairly validated), centre the score parts
+    on the held-out normals and scale them (part_scales), and choose the threshold on them."""
     prob, dists = outputs(model, banks, holdout, size)
     if not len(prob):
         raise UserError("no readable held-out training normals to choose the threshold from")
