@@ -299,8 +299,14 @@ def test_full_resolution_comes_from_the_config_and_travels_in_the_artefact(produ
 
 
 def test_score_scale_gap_counts_each_part_from_normal_to_anomalous(trained):
-    from edge_inspector.model.kmdgan.score_calibration import (calibrate_scores, outputs, outputs_of, part_scales,
-                                                               score_parts, synthetic_batches)
+    from edge_inspector.model.kmdgan.score_calibration import (
+        calibrate_scores,
+        outputs,
+        outputs_of,
+        part_scales,
+        score_parts,
+        synthetic_batches,
+    )
     from edge_inspector.model.scoring import split_holdout
 
     split, fixture = trained
@@ -308,13 +314,14 @@ def test_score_scale_gap_counts_each_part_from_normal_to_anomalous(trained):
     g, banks, size = model.model, model.banks, model.input_size
     _, holdout = split_holdout(split.train_normal)
     normal = score_parts(g, *outputs(g, banks, holdout, size))
-    spread = part_scales(g, banks, normal, holdout, split.few_shot, size)
+    few = outputs(g, banks, split.few_shot, size)
+    spread = part_scales(g, banks, normal, holdout, few, size)
     assert g.arch.score_scale == "spread" and torch.allclose(spread, normal.std(0))  # the default, as before
     # the anomalies the gap is measured to: one synthetic anomaly on each held-out normal, and the few-shot
     anomalous = torch.cat([score_parts(g, *outputs_of(g, banks, synthetic_batches(holdout, size))),
-                           score_parts(g, *outputs(g, banks, split.few_shot, size))])
+                           score_parts(g, *few)])
     g.arch.score_scale = "gap"
-    gap = part_scales(g, banks, normal, holdout, split.few_shot, size)
+    gap = part_scales(g, banks, normal, holdout, few, size)
     expected = torch.maximum(anomalous.median(0).values - normal.median(0).values, normal.std(0))
     assert torch.allclose(gap, expected)
     # the learned mask barely moves on normals: its unit grows many times over its spread

@@ -90,7 +90,7 @@ def main() -> int:
         if row == "full" and model.model.matched:
             # the score parts' scaling is set after training: the same weights, the other scaling,
             # its own operating threshold from the same held-out normals (the map is unchanged)
-            own = model.model.arch.score_scale
+            own, own_scale = model.model.arch.score_scale, model.model.score_scale.clone()
             other = "gap" if own == "spread" else "spread"
             model.model.arch.score_scale = other
             other_threshold = calibrate_scores(model.model, model.banks, prepared.holdout, split.few_shot, size, 0.01)
@@ -99,11 +99,14 @@ def main() -> int:
             result["train_seconds"] = round(train_s, 1)
             result["threshold"] = other_threshold
             results[f"full, score_scale {other}"] = result
+            # its own held-out record (rejected, upper bound) beside its own threshold
+            training = {**model.meta["training"], "threshold_held_out": model.model.threshold_record}
             save_artefact(args.workdir / f"full-score_scale-{other}.safetensors", model.model, model.banks,
-                          other_threshold, size, model.meta["training"], model.pixel_threshold, model.pixel_extent)
+                          other_threshold, size, training, model.pixel_threshold, model.pixel_extent)
             print(f"full, score_scale {other}: {result['metrics']}", flush=True)
+            # only the parts' units differ: the centre, the stride and the map levels come out the same
             model.model.arch.score_scale = own
-            calibrate_scores(model.model, model.banks, prepared.holdout, split.few_shot, size, 0.01)
+            model.model.score_scale.copy_(own_scale)
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
 

@@ -20,8 +20,9 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
 
 With --from-artefact, nothing is trained: the variants may only change what is inference alone
 (INFERENCE_KEYS: the anomaly map's blend, and how the image score's parts are scaled, which
-re-runs the score calibration and so the operating threshold); each is applied to that artefact (trained by this tool
-on the same fold), its pixel threshold and extent re-chosen as `train` chooses them, and measured.
+re-runs the score calibration and so the operating threshold); each is applied to that artefact
+(trained by this tool on the same fold), its pixel threshold and extent re-chosen as `train`
+chooses them, and measured.
 """
 
 from __future__ import annotations
@@ -156,7 +157,7 @@ def pooled(folds: dict) -> dict:
                      **summarise_masks([p for r in runs for p in r["per_image"]]),
                      "spurious_share": round(float(np.mean([r["spurious_share"] for r in runs])), 4),
                      # each fold's scores are on their own model's scale: the folds' mean, not one ranking
-                     "image_auroc": round(float(np.mean([r.get("image_auroc", np.nan) for r in runs])), 4),
+                     "image_auroc": round(float(np.mean([r["image_auroc"] for r in runs])), 4),
                      "train_seconds": sum(r["train_seconds"] for r in runs)}
     return out
 
@@ -166,7 +167,7 @@ def table(rows: dict) -> list[str]:
               "train s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (fold, text), r in rows.items():
-        cells = [fold, text, f"{r['found']} of {r['defects']}", f"{r.get('image_auroc', float('nan')):.3f}"]
+        cells = [fold, text, f"{r['found']} of {r['defects']}", f"{r['image_auroc']:.3f}"]
         cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
         cells += [f"{r['spurious_share']:.3f}", f"{r['train_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")

@@ -69,20 +69,21 @@ def synthetic_batches(samples, size: int, seed: int = 0):
         yield to_tensor_layout(drawn)
 
 
-def part_scales(model: KMDGANGenerator, banks, parts: torch.Tensor, holdout, few_shot, size: int) -> torch.Tensor:
+def part_scales(model: KMDGANGenerator, banks, parts: torch.Tensor, holdout, few: tuple, size: int) -> torch.Tensor:
     """Each score part's unit. "spread": its standard deviation on the held-out normals. A part
     the normals hardly move (the mask is near 0 on almost every normal pixel) then gets a tiny
     unit, and a faint response on one good image outweighs everything else. "gap": the distance
     from the normals' median to the anomalies' (synthetic ones drawn on the same held-out normals,
     and the few-shot defects), so that each part counts in steps of "normal to defective"; never
-    smaller than the spread (a part the anomalies hardly raise is not magnified)."""
+    smaller than the spread (a part the anomalies hardly raise is not magnified). few: outputs() of
+    the few-shot defects (calibrate_scores has them already)."""
     spread = parts.std(0).clamp_min(1e-6) if len(parts) > 1 else torch.ones(parts.shape[1])
     if model.arch.score_scale != "gap":
         return spread
     prob, dists = outputs_of(model, banks, synthetic_batches(holdout, size))
     anomalies = [score_parts(model, prob, dists)]
-    if few_shot:
-        anomalies.append(score_parts(model, *outputs(model, banks, few_shot, size)))
+    if len(few[0]):
+        anomalies.append(score_parts(model, *few))
     gap = torch.cat(anomalies).median(0).values - parts.median(0).values
     log.info("score parts scaled by the gap from held-out normals to anomalies %s (spread %s)",
              [round(float(g), 4) for g in gap], [round(float(s), 4) for s in spread])
@@ -98,11 +99,11 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     prob, dists = outputs(model, banks, holdout, size)
     if not len(prob):
         raise UserError("no readable held-out training normals to choose the threshold from")
+    few = outputs(model, banks, few_shot, size)  # the stride's choice, and the "gap" scaling
     if dists:
-        _, few_dists = outputs(model, banks, few_shot, size)
         candidates = {}
-        for stride, dist, few in zip(model.matched, dists, few_dists or [None] * len(dists)):
-            mode, aucs = choose_score_mode(dist, few)
+        for stride, dist, few_dist in zip(model.matched, dists, few[1] or [None] * len(dists)):
+            mode, aucs = choose_score_mode(dist, few_dist)
             candidates[stride] = (aucs.get(mode, 0.0), mode, aucs)
         # the best separation wins; ties keep the finer stride (first in matched)
         stride = max(candidates, key=lambda s: candidates[s][0])
@@ -115,7 +116,7 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     parts = score_parts(model, prob, dists)
     n = parts.shape[1]
     model.score_center[:n] = parts.median(0).values
-    model.score_scale[:n] = part_scales(model, banks, parts, holdout, few_shot, size)
+    model.score_scale[:n] = part_scales(model, banks, parts, holdout, few, size)
     scores = ((parts - model.score_center[:n]) / model.score_scale[:n]).sum(1).numpy()
     threshold = threshold_from_normals(scores, target_false_reject_rate)
     # what a few held-out normals can say of the false-reject rate (0 of 76 rejected: up to 4.8 %)
