@@ -224,7 +224,7 @@ def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trai
         maps = {}
         for blend in ("geometric", "max", "none"):
             g.arch.map_blend = blend
-            maps[blend] = g.anomaly_map(prob, distances)
+            maps[blend] = g.anomaly_map(prob, distances, x)
         g.arch.map_blend = "geometric"
     assert torch.allclose(maps["geometric"], (prob * dist).sqrt())
     assert torch.equal(maps["max"], torch.maximum(prob, dist)) and torch.equal(maps["none"], prob)

@@ -17,9 +17,12 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
         --variants default "map_strides=[8]"
     python tools/validate_defects.py --folds 1 0 \
         --from-artefact "reports/validate-defects/fold{fold}/default.safetensors" --variants default "map_strides=[8]"
+    python tools/validate_defects.py --folds 1 0 --from-artefact "reports/vd/fold{fold}/default.safetensors" \
+        --variants default "map_guide_radius=4; map_guide_eps=0.001"
 
-With --from-artefact, nothing is trained: the variants may only change what is inference alone
-(INFERENCE_KEYS: the anomaly map's blend, and how the image score's parts are scaled, which
+A variant sets one key or several, separated by ';'. With --from-artefact, nothing is trained:
+the variants may only change what is inference alone (INFERENCE_KEYS: the anomaly map's blend and
+guided filter, and how the image score's parts are scaled, which
 re-runs the score calibration and so the operating threshold); each is applied to that artefact
 (trained by this tool on the same fold), its pixel threshold and extent re-chosen as `train`
 chooses them, and measured.
@@ -51,19 +54,25 @@ from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import train_kmdgan
 from edge_inspector.model.scoring import roc_auc, split_holdout
 
-INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale")  # what --from-artefact variants may change
+# what --from-artefact variants may change
+INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "map_guide_radius", "map_guide_eps")
 RECALIBRATED = ("score_scale",)  # whose variants re-run the score calibration (and so the threshold)
 TARGET_FALSE_REJECTS = 0.01
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
 
 
 def variant_config(text: str, iterations: int | None) -> KMDGANModelConfig:
-    """'default', or key=value (the value read as YAML) over the default KMDGAN model config."""
-    overrides = {}
-    if text != "default":
-        key, _, value = text.partition("=")
-        overrides[key.strip()] = yaml.safe_load(value)
-    return KMDGANModelConfig(kind="kmdgan", iterations=iterations, **overrides)
+    """'default', or key=value settings (each value read as YAML, several separated by ';') over
+    the default KMDGAN model config."""
+    return KMDGANModelConfig(kind="kmdgan", iterations=iterations, **overrides(text))
+
+
+def overrides(text: str) -> dict:
+    """{key: value} of a variant: 'default' (none), or key=value settings separated by ';'."""
+    if text == "default":
+        return {}
+    pairs = [part.partition("=") for part in text.split(";")]
+    return {key.strip(): yaml.safe_load(value) for key, _, value in pairs}
 
 
 def measure(model, held: list, holdout: list, size: int) -> dict:
@@ -102,16 +111,16 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
 def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: list, few_shot: list, seed: int):
     """The artefact with the variant's inference-only settings, its pixel levels re-chosen on
     training data as `train` chooses them."""
-    key = text.partition("=")[0].strip()
-    if text != "default" and key not in INFERENCE_KEYS:
+    keys = set(overrides(text))
+    if not keys <= set(INFERENCE_KEYS):
         raise SystemExit(f"--from-artefact: variant {text!r} changes training; only {INFERENCE_KEYS} can be varied")
     model = load_artefact(path)
-    if text != "default":
-        arch = KMDGANArchitecture.from_config(cfg)
+    arch = KMDGANArchitecture.from_config(cfg)
+    for key in keys:
         setattr(model.model.arch, key, getattr(arch, key))
-        if key in RECALIBRATED:
-            model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
-                                                       model.input_size, TARGET_FALSE_REJECTS)
+    if keys & set(RECALIBRATED):
+        model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
+                                                   model.input_size, TARGET_FALSE_REJECTS)
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed)
     model.meta["pixel_threshold"], model.meta["pixel_extent"] = level, extent
     return model

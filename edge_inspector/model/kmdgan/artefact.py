@@ -62,6 +62,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"map_blend {arch.map_blend!r} unknown")
     if arch.score_scale not in ("spread", "gap"):
         raise ValueError(f"score_scale {arch.score_scale!r} unknown")
+    if not (0 <= int(arch.map_guide_radius) <= 64 and float(arch.map_guide_eps) > 0):
+        raise ValueError(f"map_guide radius {arch.map_guide_radius} / eps {arch.map_guide_eps} out of range")
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
     if not set(arch.map_strides) <= set(arch.match_strides):
