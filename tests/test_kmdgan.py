@@ -142,6 +142,18 @@ def test_artefact_with_mismatched_architecture_is_refused(trained, tmp_path):
         load_artefact(path)
 
 
+def test_artefact_of_the_guided_filter_version_loads_where_it_was_off(trained, tmp_path):
+    _, model = trained
+    off = rewritten(model, tmp_path, "guide-off", lambda m: m["architecture"].update(map_guide_radius=0,
+                                                                                    map_guide_eps=0.01))
+    again = load_artefact(off)
+    assert again.threshold == pytest.approx(model.threshold) and "map_guide_radius" not in again.model.arch.as_dict()
+    on = rewritten(model, tmp_path, "guide-on", lambda m: m["architecture"].update(map_guide_radius=4,
+                                                                                  map_guide_eps=0.001))
+    with pytest.raises(UserError, match="map_guide_radius 4"):
+        load_artefact(on)
+
+
 def test_edited_artefact_metadata_is_refused_in_one_line(trained, tmp_path):
     _, model = trained
     # an edited field under the old checksum: the checksum covers the metadata too
@@ -224,7 +236,7 @@ def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trai
         maps = {}
         for blend in ("geometric", "max", "none"):
             g.arch.map_blend = blend
-            maps[blend] = g.anomaly_map(prob, distances, x)
+            maps[blend] = g.anomaly_map(prob, distances)
         g.arch.map_blend = "geometric"
     assert torch.allclose(maps["geometric"], (prob * dist).sqrt())
     assert torch.equal(maps["max"], torch.maximum(prob, dist)) and torch.equal(maps["none"], prob)

@@ -18,11 +18,11 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
     python tools/validate_defects.py --folds 1 0 \
         --from-artefact "reports/validate-defects/fold{fold}/default.safetensors" --variants default "map_strides=[8]"
     python tools/validate_defects.py --folds 1 0 --from-artefact "reports/vd/fold{fold}/default.safetensors" \
-        --variants default "map_guide_radius=4; map_guide_eps=0.001"
+        --variants default "map_blend=max; map_strides=[8]"
 
 A variant sets one key or several, separated by ';'. With --from-artefact, nothing is trained:
 the variants may only change what is inference alone (INFERENCE_KEYS: the anomaly map's blend and
-guided filter, and how the image score's parts are scaled, which
+strides, and how the image score's parts are scaled, which
 re-runs the score calibration and so the operating threshold); each is applied to that artefact
 (trained by this tool on the same fold), its pixel threshold and extent re-chosen as `train`
 chooses them, and measured.
@@ -55,7 +55,7 @@ from edge_inspector.model.kmdgan.training import train_kmdgan
 from edge_inspector.model.scoring import roc_auc, split_holdout
 
 # what --from-artefact variants may change
-INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "map_guide_radius", "map_guide_eps")
+INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale")
 RECALIBRATED = ("score_scale",)  # whose variants re-run the score calibration (and so the threshold)
 TARGET_FALSE_REJECTS = 0.01
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")

@@ -70,10 +70,6 @@ class KMDGANModelConfig(Strict):
                                                   "before they are summed: spread, its standard deviation on held-out "
                                                   "normals; gap, from the normals' median to the anomalies' "
                                                   "(docs/kmdgan.md).")
-    map_guide_radius: int = Field(0, ge=0, le=64, description="Window radius, in input pixels, of the guided filter "
-                                  "that snaps the anomaly map to the image's edges; 0: none (docs/kmdgan.md).")
-    map_guide_eps: float = Field(0.01, gt=0, description="The guided filter's eps, in the grey level's variance "
-                                 "(0-1 scale): brightness steps smaller than about its square root are smoothed over.")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

@@ -84,7 +84,7 @@ class HalfPrecision(torch.nn.Module):
         feats = g.features(image)
         logits, distances = g.decode(image, feats, g.match(feats, list(banks)))
         prob = torch.sigmoid(logits)
-        return g.anomaly_map(prob, distances, image)[:, 0].float(), g.score(prob, distances).float()
+        return g.anomaly_map(prob, distances)[:, 0].float(), g.score(prob, distances).float()
 
 
 def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET, precision: str = "fp32") -> Path:

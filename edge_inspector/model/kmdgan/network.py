@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_inspector.model.backbone import EfficientNetLiteFeatures
-from edge_inspector.model.kmdgan.guided_filter import guided_map
 from edge_inspector.model.kmdgan.modules import (
     AnomalyMapModulation,
     CrossScaleFusion,
@@ -73,10 +72,6 @@ class KMDGANArchitecture:
     # deviation on held-out normals (artefacts written before the choice); "gap", the distance from
     # the normals' median to the anomalies' (score_calibration.part_scales)
     score_scale: str = "spread"
-    # the map's guided filter (guided_filter.py): its window radius in input pixels (0: none, as
-    # artefacts written before the choice) and its eps in the grey level's variance
-    map_guide_radius: int = 0
-    map_guide_eps: float = 0.01
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -95,8 +90,7 @@ class KMDGANArchitecture:
                    cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
-                   score_scale=cfg.score_scale, map_guide_radius=cfg.map_guide_radius,
-                   map_guide_eps=cfg.map_guide_eps,
+                   score_scale=cfg.score_scale,
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 
@@ -216,23 +210,19 @@ class KMDGANGenerator(nn.Module):
         chosen = [i for i, s in enumerate(self.matched) if s in self.arch.map_strides]
         return chosen or list(range(len(self.matched)))
 
-    def anomaly_map(self, prob: torch.Tensor, distances: list[torch.Tensor], image: torch.Tensor) -> torch.Tensor:
-        """(B, 1, H, W) in [0, 1]: the blend of mask and memory distance, then the guided filter."""
+    def anomaly_map(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
         mode = self.arch.blend
-        amap = prob
-        if mode != "none" and distances:
-            distance = self.distance_map(distances, prob.shape[-2:])
-            amap = (prob * distance).sqrt() if mode == "geometric" else torch.maximum(prob, distance)
-        if self.arch.map_guide_radius > 0:
-            amap = guided_map(image, amap, self.arch.map_guide_radius, self.arch.map_guide_eps)
-        return amap
+        if mode == "none" or not distances:
+            return prob
+        distance = self.distance_map(distances, prob.shape[-2:])
+        return (prob * distance).sqrt() if mode == "geometric" else torch.maximum(prob, distance)
 
     def forward(self, image: torch.Tensor, *banks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly map (B, H, W) in [0, 1] and image score (B,). banks: one per matched stride."""
         feats = self.features(image)
         logits, distances = self.decode(image, feats, self.match(feats, list(banks)))
         prob = torch.sigmoid(logits)
-        return self.anomaly_map(prob, distances, image)[:, 0], self.score(prob, distances)
+        return self.anomaly_map(prob, distances)[:, 0], self.score(prob, distances)
 
 
 def _up(x: torch.Tensor, like: torch.Tensor | None = None, scale: int | None = None, size=None) -> torch.Tensor:
