@@ -53,6 +53,9 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
+    feature_anomalies: float = Field(0.0, ge=0, le=1, description="Share of the synthetic anomalies made in "
+                                     "feature space: noise on a normal's backbone features inside a blob "
+                                     "(docs/kmdgan.md).")
     synthetic_kinds: list[Literal["texture", "shading", "line"]] = Field(
         ["texture", "shading", "line"], min_length=1,
         description="Synthetic anomaly kinds drawn in training, in equal shares: texture "
