@@ -56,6 +56,9 @@ class KMDGANModelConfig(Strict):
     feature_anomalies: float = Field(0.0, ge=0, le=1, description="Share of the synthetic anomalies made in "
                                      "feature space: noise on a normal's backbone features inside a blob "
                                      "(docs/kmdgan.md).")
+    dice: Literal["batch", "image"] = Field("batch", description="The mask loss's soft Dice: batch, over the "
+                                            "whole batch; image, a per-defective-image Dice added to it "
+                                            "(docs/kmdgan.md).")
     synthetic_kinds: list[Literal["texture", "shading", "line"]] = Field(
         ["texture", "shading", "line"], min_length=1,
         description="Synthetic anomaly kinds drawn in training, in equal shares: texture "
