@@ -53,9 +53,6 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
-    feature_anomalies: float = Field(0.0, ge=0, le=1, description="Share of the synthetic anomalies made in "
-                                     "feature space: noise on a normal's backbone features inside a blob "
-                                     "(docs/kmdgan.md).")
     dice: Literal["batch", "image"] = Field("batch", description="The mask loss's soft Dice: batch, over the "
                                             "whole batch; image, a per-defective-image Dice added to it "
                                             "(docs/kmdgan.md).")

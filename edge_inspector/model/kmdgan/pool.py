@@ -94,13 +94,6 @@ def build_pool(model: KMDGANGenerator, images: np.ndarray, masks: np.ndarray, ba
     return Pool(images, masks, feats, memories)
 
 
-def join_pools(pools: list[Pool]) -> Pool:
-    """One pool of the items of several, in order."""
-    return Pool(np.concatenate([p.images for p in pools]), np.concatenate([p.masks for p in pools]),
-                [torch.cat(f) for f in zip(*(p.feats for p in pools))],
-                [torch.cat(m) for m in zip(*(p.memories for p in pools))])
-
-
 def flips(images: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each image and mask as is, mirrored left-right, upside down, and both."""
     variants = [(images, masks), (images[:, :, ::-1], masks[:, :, ::-1]), (images[:, ::-1], masks[:, ::-1]),

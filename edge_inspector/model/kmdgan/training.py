@@ -21,21 +21,11 @@ from edge_inspector.data.sample import Split
 from edge_inspector.data.synthetic_anomaly import make_anomaly, paste_defect, procedural_texture
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.artefact import LoadedModel, load_artefact, save_artefact
-from edge_inspector.model.kmdgan.feature_anomaly import channel_spread, feature_anomaly
 from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, focal_loss, image_dice_loss
 from edge_inspector.model.kmdgan.modules import PatchDiscriminator
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator, generator_for
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
-from edge_inspector.model.kmdgan.pool import (
-    Banks,
-    Pool,
-    Prepared,
-    as_tensor,
-    build_pool,
-    join_pools,
-    prepare,
-    set_distance_scale,
-)
+from edge_inspector.model.kmdgan.pool import Banks, Pool, Prepared, as_tensor, build_pool, prepare, set_distance_scale
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 
 log = logging.getLogger(__name__)
@@ -55,12 +45,9 @@ class BatchMaker:
     """Mixes cached normals, cached real anomalies (flipped) and fresh synthetic anomalies."""
 
     def __init__(self, model: KMDGANGenerator, normals: Pool, few: Pool, banks: Banks, batch_size: int,
-                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",),
-                 feature_share: float = 0.0):
+                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",)):
         self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
         self.copy_paste = copy_paste if len(few.images) else 0.0  # share of pasted real defects
-        self.feature_share = feature_share  # share made in feature space (feature_anomaly.py)
-        self.spreads = channel_spread(normals.feats) if feature_share else []
         self.kinds = tuple(kinds)
         self.n_few = min(2 if batch_size >= 4 else 1, len(few.images))
         self.n_syn = (batch_size - self.n_few) // 2
@@ -71,14 +58,7 @@ class BatchMaker:
     def _synthetic(self) -> Pool:
         rng, n = self.rng, len(self.normals.images)
         images, masks, owners = [], [], []
-        in_features: list[tuple[int, list[torch.Tensor], np.ndarray]] = []
         for j in rng.choice(n, self.n_syn):
-            # no draw at share 0: a model trained without them trains as it did before the option
-            if self.feature_share and rng.random() < self.feature_share:
-                feats, mask = feature_anomaly([f[j : j + 1] for f in self.normals.feats], self.spreads,
-                                              self.normals.images.shape[1], rng)
-                in_features.append((int(j), feats, mask))
-                continue
             if self.copy_paste and rng.random() < self.copy_paste:
                 k = int(rng.integers(len(self.few.images)))
                 image, mask = paste_defect(self.normals.images[j], self.few.images[k], self.few.masks[k], rng)
@@ -97,15 +77,8 @@ class BatchMaker:
             images.append(image)
             masks.append(mask)
             owners.append(int(j))  # pasted onto normal j: j must not find itself in the bank
-        pools = [build_pool(self.model, np.stack(images), np.stack(masks), self.banks if self.model.matched else None,
-                            torch.tensor(owners), False, "")] if images else []
-        if in_features:
-            owners_f = torch.tensor([j for j, _, _ in in_features])
-            feats = [torch.cat(f).half() for f in zip(*(f for _, f, _ in in_features))]  # as the cache holds them
-            pools.append(build_pool(self.model, self.normals.images[owners_f.numpy()],
-                                    np.stack([m for _, _, m in in_features]),
-                                    self.banks if self.model.matched else None, owners_f, False, "", feats=feats))
-        return pools[0] if len(pools) == 1 else join_pools(pools)
+        return build_pool(self.model, np.stack(images), np.stack(masks), self.banks if self.model.matched else None,
+                          torch.tensor(owners), False, "")
 
     def __call__(self) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         parts = [(self.normals, self.rng.choice(len(self.normals.images), self.n_normal))]
@@ -214,7 +187,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
     make_batch = BatchMaker(maker, prepared.normals, prepared.few, banks, batch_size, rng, cfg.copy_paste,
-                            tuple(cfg.synthetic_kinds), cfg.feature_anomalies)
+                            tuple(cfg.synthetic_kinds))
     start_it = 0
     if resume and checkpoint.is_file():
         start_it = optimisation.restore(checkpoint, rng)
@@ -240,7 +213,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
                 "adversarial": cfg.modules.adversarial, "adversarial_weight": cfg.adversarial_weight,
                 "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
-                "feature_anomalies": cfg.feature_anomalies, "dice": cfg.dice,
+                "dice": cfg.dice,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
