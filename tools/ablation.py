@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
 """Ablation benchmark: on one split, in one run, train and measure
-the memory-bank baseline, KMDGAN without the adversarial term, KMDGAN without each module in turn,
-and the full KMDGAN. Prints one table (every protocol metric, training time, time per image) and
-writes the same as JSON.
+the memory-bank baseline, the full KMDGAN (its defaults), and KMDGAN with each part switched the
+other way in turn (without-<part> for a part on by default, with-<part> for one off by default,
+such as the adversarial term). Prints one table (every protocol metric, training time, time per
+image) and writes the same as JSON.
 
     python tools/ablation.py --dataset magnetic-tile --root ../shared/data/magnetic-tile
+    python tools/ablation.py --variants baseline full "modules={adversarial: true}; iterations=1000"
+
+A row may also be key=value settings over the defaults, as in tools/validate_defects.py (several
+separated by ';'); such rows share the run's features and memory banks, so they may not change
+what those depend on (variants.PREPARED_KEYS).
 """
 
 from __future__ import annotations
@@ -16,8 +22,10 @@ import sys
 import time
 from pathlib import Path
 
+from variants import PREPARED_KEYS, overrides, variant_config
+
 from edge_inspector import __version__
-from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
+from edge_inspector.config import KMDGANModelConfig, KMDGANModulesConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate
 from edge_inspector.inspection.frame import numpy_predict
@@ -39,7 +47,8 @@ def main() -> int:
     p.add_argument("--category")
     p.add_argument("--profile", default="fast", choices=["fast", "full"])
     p.add_argument("--iterations", type=int, help="training iterations of every KMDGAN variant (default: the profile's)")
-    p.add_argument("--variants", nargs="*", help="run only these rows (baseline, full, without-<part>)")
+    p.add_argument("--variants", nargs="*",
+                   help="run only these rows (baseline, full, without-<part> / with-<part>, key=value settings)")
     p.add_argument("--bank-size", type=int, help="memory entries per matched stride (default: the config's)")
     p.add_argument("--sampler", choices=["random", "coreset"], help="bank subsampling (default: the config's)")
     p.add_argument("--seed", type=int, default=0)
@@ -49,8 +58,12 @@ def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
 
     split = load_split(args.dataset, args.root, args.category)
-    rows = ["baseline", "full"] + [f"without-{part}" for part in PARTS]
+    rows = ["baseline", "full"] + [switch_row(part) for part in PARTS]
     rows = [r for r in rows if not args.variants or r in args.variants]
+    rows += [v for v in args.variants or [] if v not in rows and "=" in v]
+    for row in rows:
+        if "=" in row and set(overrides(row)) & set(PREPARED_KEYS):
+            raise SystemExit(f"--variants {row!r}: {PREPARED_KEYS} are shared by every row of one run")
     results = {}
     # features, memory banks and nearest memories are the same for every variant: computed once
     bank = {k: v for k, v in (("bank_size", args.bank_size), ("sampler", args.sampler)) if v is not None}
@@ -63,10 +76,9 @@ def main() -> int:
             model = fit_memory_bank(split, cfg, 0.01, seed=args.seed, progress=False)
             threshold, size = float(model.threshold), cfg.input_size
         else:
-            off = row.removeprefix("without-") if row != "full" else None
-            cfg = KMDGANModelConfig(kind="kmdgan", profile=args.profile, iterations=args.iterations,
-                                    modules={off: False} if off else {}, **bank)
-            model = train_kmdgan(split, cfg, args.workdir / f"{row}.safetensors", 0.01, seed=args.seed,
+            cfg = variant_config(row_settings(row), profile=args.profile, iterations=args.iterations, **bank)
+            name = row.replace("/", "_").replace(" ", "")
+            model = train_kmdgan(split, cfg, args.workdir / f"{name}.safetensors", 0.01, seed=args.seed,
                                  prepared=prepared)
             threshold, size = model.threshold, cfg.input_size
         # a KMDGAN row counts the shared preparation too: what training it alone would cost
@@ -120,6 +132,22 @@ def main() -> int:
     print("\n".join(lines))
     print(f"JSON: {args.out}")
     return 0
+
+
+def switch_row(part: str) -> str:
+    """The row that turns one part the other way from its default."""
+    on = getattr(KMDGANModulesConfig(), part)
+    return f"without-{part}" if on else f"with-{part}"
+
+
+def row_settings(row: str) -> str:
+    """A KMDGAN row as variant settings (variants.overrides): full is the defaults."""
+    if row == "full":
+        return "default"
+    for prefix, value in (("without-", "false"), ("with-", "true")):
+        if row.startswith(prefix) and row.removeprefix(prefix) in PARTS:
+            return f"modules={{{row.removeprefix(prefix)}: {value}}}"
+    return row
 
 
 def _cell(value) -> str:

@@ -37,7 +37,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import yaml
+from variants import overrides, variant_config
 
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig
@@ -59,20 +59,6 @@ INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale")
 RECALIBRATED = ("score_scale",)  # whose variants re-run the score calibration (and so the threshold)
 TARGET_FALSE_REJECTS = 0.01
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
-
-
-def variant_config(text: str, iterations: int | None) -> KMDGANModelConfig:
-    """'default', or key=value settings (each value read as YAML, several separated by ';') over
-    the default KMDGAN model config."""
-    return KMDGANModelConfig(kind="kmdgan", iterations=iterations, **overrides(text))
-
-
-def overrides(text: str) -> dict:
-    """{key: value} of a variant: 'default' (none), or key=value settings separated by ';'."""
-    if text == "default":
-        return {}
-    pairs = [part.partition("=") for part in text.split(";")]
-    return {key.strip(): yaml.safe_load(value) for key, _, value in pairs}
 
 
 def measure(model, held: list, holdout: list, size: int) -> dict:
@@ -140,7 +126,7 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
     run["held_out"] = [s.image.name for s in held]
     results = run.setdefault("results", {})
     for text in args.variants:
-        cfg = variant_config(text, args.iterations)
+        cfg = variant_config(text, iterations=args.iterations)
         if args.from_artefact:
             path = Path(str(args.from_artefact).replace("{fold}", str(fold)))
             model = inference_variant(path, text, cfg, holdout, kept, args.seed)
