@@ -19,6 +19,15 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> tor
     return 1 - (2 * inter + eps) / (prob.sum() + target.sum() + eps)
 
 
+def tversky_loss(prob: torch.Tensor, target: torch.Tensor, beta: float, eps: float = 1.0) -> torch.Tensor:
+    """Soft Tversky index over the whole batch (Salehi et al.): a missed defect pixel costs beta,
+    a false one 1 - beta; beta 0.5 is the soft Dice. Above 0.5 it works against masks that cover
+    only part of a thin or faint defect."""
+    inter = (prob * target).sum()
+    missed, extra = ((1 - prob) * target).sum(), (prob * (1 - target)).sum()
+    return 1 - (inter + eps) / (inter + beta * missed + (1 - beta) * extra + eps)
+
+
 def image_dice_loss(prob: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
     """Soft Dice per defective image, averaged over them: a small defect weighs as much as a large
     one (over the batch, a large synthetic blob outweighs a pit), as in the per-image mask IoU that

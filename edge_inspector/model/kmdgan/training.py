@@ -21,7 +21,7 @@ from edge_inspector.data.sample import Split
 from edge_inspector.data.synthetic_anomaly import make_anomaly, paste_defect, procedural_texture
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.artefact import LoadedModel, load_artefact, save_artefact
-from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, focal_loss, image_dice_loss
+from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, focal_loss, image_dice_loss, tversky_loss
 from edge_inspector.model.kmdgan.modules import PatchDiscriminator
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator, generator_for
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
@@ -101,6 +101,7 @@ class Optimisation:
     def __init__(self, model: KMDGANGenerator, cfg: KMDGANModelConfig, iterations: int, device: str):
         self.model, self.adversarial_weight = model, cfg.adversarial_weight
         self.image_dice = cfg.dice == "image"
+        self.beta = cfg.tversky_beta
         self.disc = PatchDiscriminator().to(device) if cfg.modules.adversarial else None
         trainable = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
         self.opt_g = torch.optim.AdamW(trainable, lr=LR, weight_decay=1e-4)
@@ -112,7 +113,9 @@ class Optimisation:
         """One generator step (and one discriminator step); (segmentation loss, total loss)."""
         logits, _ = self.model.decode(image, feats, mems)
         prob = torch.sigmoid(logits)
-        seg = focal_loss(logits, target) + dice_loss(prob, target)
+        # beta 0.5 is the soft Dice: its own formula, so that the default trains as before
+        overlap = dice_loss(prob, target) if self.beta == 0.5 else tversky_loss(prob, target, self.beta)
+        seg = focal_loss(logits, target) + overlap
         if self.image_dice:  # the batch's Dice stays: it is what keeps the normals' masks empty
             seg = seg + image_dice_loss(prob, target)
         loss = seg
@@ -213,7 +216,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
                 "adversarial": cfg.modules.adversarial, "adversarial_weight": cfg.adversarial_weight,
                 "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
-                "dice": cfg.dice,
+                "dice": cfg.dice, "tversky_beta": cfg.tversky_beta,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
