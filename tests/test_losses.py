@@ -2,7 +2,7 @@
 
 import torch
 
-from edge_inspector.model.kmdgan.losses import dice_loss, image_dice_loss
+from edge_inspector.model.kmdgan.losses import dice_loss, image_dice_loss, tversky_loss
 
 
 def batch_with_a_missed_pit():
@@ -21,6 +21,18 @@ def test_a_missed_small_defect_counts_per_image_not_by_its_pixels():
     assert 0.35 < image_dice_loss(prob, target) < 0.45  # per image: one of two images all wrong (0.8 with eps 1)
 
 
+def test_tversky_beta_weighs_missed_pixels_against_false_ones_and_half_is_the_dice():
+    target = torch.zeros(1, 1, 32, 32)
+    target[0, 0, 8:24, 8:24] = 1
+    part = target.clone()
+    part[0, 0, 8:24, 16:24] = 0  # half of the defect covered, nothing outside it
+    over = target.clone()
+    over[0, 0, 0:32, 4:28] = 1  # all of it covered, and as much again outside it
+    assert torch.isclose(tversky_loss(part, target, 0.5, eps=0), dice_loss(part, target, eps=0))
+    assert tversky_loss(part, target, 0.7) > tversky_loss(part, target, 0.5) > tversky_loss(part, target, 0.3)
+    assert tversky_loss(over, target, 0.7) < tversky_loss(over, target, 0.5) < tversky_loss(over, target, 0.3)
+
+
 def test_images_without_a_defect_are_left_out_and_a_normal_batch_gives_zero():
     prob, target = batch_with_a_missed_pit()
     normal = torch.zeros(1, 1, 32, 32)
@@ -31,7 +43,7 @@ def test_images_without_a_defect_are_left_out_and_a_normal_batch_gives_zero():
     empty.backward()  # still a graph: the training step's sum of terms needs no special case
 
 
-def test_the_per_image_dice_comes_from_the_config_and_changes_the_training(product_set, tmp_path):
+def test_the_per_image_dice_and_tversky_beta_come_from_the_config_and_change_the_training(product_set, tmp_path):
     from edge_inspector.config import KMDGANModelConfig
     from edge_inspector.data import load_split
     from edge_inspector.model.kmdgan.pool import prepare
@@ -47,6 +59,10 @@ def test_the_per_image_dice_comes_from_the_config_and_changes_the_training(produ
     batch = train_kmdgan(split, config(), tmp_path / "batch.safetensors", seed=3, progress=False, prepared=prepared)
     image = train_kmdgan(split, config(dice="image"), tmp_path / "image.safetensors", seed=3, progress=False,
                          prepared=prepared)
-    a, b = batch.model.state_dict(), image.model.state_dict()
+    tversky = train_kmdgan(split, config(tversky_beta=0.7), tmp_path / "tversky.safetensors", seed=3,
+                           progress=False, prepared=prepared)
+    a, b, c = (m.model.state_dict() for m in (batch, image, tversky))
     assert not all(torch.equal(a[k], b[k]) for k in a)  # the same batches, another loss
+    assert not all(torch.equal(a[k], c[k]) for k in a)
     assert image.meta["training"]["dice"] == "image" and batch.meta["training"]["dice"] == "batch"
+    assert tversky.meta["training"]["tversky_beta"] == 0.7 and batch.meta["training"]["tversky_beta"] == 0.5
