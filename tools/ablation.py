@@ -6,7 +6,7 @@ such as the adversarial term). Prints one table (every protocol metric, training
 image) and writes the same as JSON.
 
     python tools/ablation.py --dataset magnetic-tile --root ../shared/data/magnetic-tile
-    python tools/ablation.py --variants baseline full "modules={adversarial: true}; iterations=1000"
+    python tools/ablation.py --variants baseline full "tversky_beta=0.5" "modules={adversarial: false}; iterations=1500"
 
 A row may also be key=value settings over the defaults, as in tools/validate_defects.py (several
 separated by ';'); such rows share the run's features and memory banks, so they may not change

@@ -113,10 +113,10 @@ class Optimisation:
         """One generator step (and one discriminator step); (segmentation loss, total loss)."""
         logits, _ = self.model.decode(image, feats, mems)
         prob = torch.sigmoid(logits)
-        # beta 0.5 is the soft Dice: its own formula, so that the default trains as before
+        # beta 0.5 is the soft Dice: its own formula, so that 0.5 trains exactly as the Dice always did
         overlap = dice_loss(prob, target) if self.beta == 0.5 else tversky_loss(prob, target, self.beta)
         seg = focal_loss(logits, target) + overlap
-        if self.image_dice:  # the batch's Dice stays: it is what keeps the normals' masks empty
+        if self.image_dice:  # the batch's term stays: it is what keeps the normals' masks empty
             seg = seg + image_dice_loss(prob, target)
         loss = seg
         if self.disc is not None:
