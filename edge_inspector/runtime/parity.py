@@ -22,11 +22,10 @@ SCORE_TOLERANCE = 1e-3  # max |difference| of image scores, relative to max(1, |
 TOLERANCES = {"fp32": (MAP_TOLERANCE, SCORE_TOLERANCE), "fp16": (5e-2, 1.0)}
 
 
-def check_parity(reference: Backend, candidate: Backend, images: np.ndarray, threshold: float,
-                 precision: str = "fp32", pixel_level: float = 0.5) -> dict:
-    """Maps and scores of candidate (a graph of this precision) against reference; raises with the
-    figures where they differ. pixel_level: the model's pixel threshold, for the pixels counted as
-    changing side."""
+def compare(reference: Backend, candidate: Backend, images: np.ndarray, threshold: float,
+            precision: str = "fp32", pixel_level: float = 0.5) -> tuple[dict, np.ndarray, np.ndarray]:
+    """(the figures check_parity judges, each image's reference score, each image's candidate
+    score). pixel_level: the model's pixel threshold, for the pixels counted as changing side."""
     map_tolerance, score_tolerance = TOLERANCES[precision]
     ref_maps, ref_scores, maps, scores = [], [], [], []
     for i in range(len(images)):  # batch 1: what a line PC runs
@@ -38,20 +37,35 @@ def check_parity(reference: Backend, candidate: Backend, images: np.ndarray, thr
         scores.append(s)
     ref_maps, maps = np.concatenate(ref_maps), np.concatenate(maps)
     ref_scores, scores = np.concatenate(ref_scores), np.concatenate(scores)
-    map_diff = float(np.abs(ref_maps - maps).max())
-    score_diff = float((np.abs(ref_scores - scores) / np.maximum(1.0, np.abs(ref_scores))).max())
-    verdicts_differ = int(((ref_scores >= threshold) != (scores >= threshold)).sum())
-    # what a map difference can change downstream: pixels on the other side of the default level
-    crossing = int(((ref_maps >= pixel_level) != (maps >= pixel_level)).sum())
-    figures = {"images": len(images), "max_map_difference": map_diff, "max_score_difference": score_diff,
-               "verdicts_differing": verdicts_differ, "pixels_crossing_level": crossing, "pixel_level": pixel_level,
-               "pixels": int(maps.size), "precision": precision, "map_tolerance": map_tolerance,
-               "score_tolerance": score_tolerance}
-    if map_diff > map_tolerance or score_diff > score_tolerance or verdicts_differ:
+    flipped = (ref_scores >= threshold) != (scores >= threshold)
+    # a verdict that moves is only acceptable evidence of noise if it sat this close to the threshold
+    margin = float(np.abs(ref_scores[flipped] - threshold).max()) if flipped.any() else 0.0
+    figures = {"images": len(images), "max_map_difference": float(np.abs(ref_maps - maps).max()),
+               "max_score_difference": float((np.abs(ref_scores - scores) / np.maximum(1.0, np.abs(ref_scores))).max()),
+               "max_absolute_score_difference": float(np.abs(ref_scores - scores).max()),
+               "verdicts_differing": int(flipped.sum()), "differing_verdicts_max_margin": margin,
+               # what a map difference can change downstream: pixels on the other side of the level
+               "pixels_crossing_level": int(((ref_maps >= pixel_level) != (maps >= pixel_level)).sum()),
+               "pixel_level": pixel_level, "pixels": int(maps.size), "precision": precision,
+               "map_tolerance": map_tolerance, "score_tolerance": score_tolerance}
+    return figures, ref_scores, scores
+
+
+def check_parity(reference: Backend, candidate: Backend, images: np.ndarray, threshold: float,
+                 precision: str = "fp32", pixel_level: float = 0.5) -> dict:
+    """Maps and scores of candidate (a graph of this precision) against reference; raises with the
+    figures where they differ, or where any verdict differs."""
+    f, _, _ = compare(reference, candidate, images, threshold, precision, pixel_level)
+    if f["max_map_difference"] > f["map_tolerance"] or f["max_score_difference"] > f["score_tolerance"] \
+            or f["verdicts_differing"]:
+        flips = f"{f['verdicts_differing']} of {f['images']} verdicts differ"
+        if f["verdicts_differing"]:
+            flips += (f" (their reference scores within {f['differing_verdicts_max_margin']:.3g} of the threshold "
+                      f"{threshold:.4g}; the largest score difference is {f['max_absolute_score_difference']:.3g})")
         raise UserError(f"{candidate.name} ({precision}) does not match {reference.name}: max map difference "
-                        f"{map_diff:.2e} (tolerance {map_tolerance:.0e}), max score difference {score_diff:.2e} "
-                        f"(tolerance {score_tolerance:.0e}), {verdicts_differ} of {len(images)} verdicts differ")
-    return figures
+                        f"{f['max_map_difference']:.2e} (tolerance {f['map_tolerance']:.0e}), max score difference "
+                        f"{f['max_score_difference']:.2e} (tolerance {f['score_tolerance']:.0e}), {flips}")
+    return f
 
 
 def parity_images(size: int, count: int = 8, seed: int = 0) -> np.ndarray:
