@@ -53,11 +53,6 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
-    paste_scale: float = Field(1.0, ge=1, le=4, description="A pasted defect is resized by a factor drawn "
-                               "log-uniformly in [1 / paste_scale, paste_scale]; 1: its own size (docs/kmdgan.md).")
-    paste_feather: float = Field(0.0, ge=0, le=16, description="A pasted defect's surroundings fade into the "
-                                 "normal over about twice this many pixels (a Gaussian sigma); 0: a hard cut "
-                                 "along its mask (docs/kmdgan.md).")
     dice: Literal["batch", "image"] = Field("batch", description="The mask loss's soft Dice: batch, over the "
                                             "whole batch; image, a per-defective-image Dice added to it "
                                             "(docs/kmdgan.md).")

@@ -153,27 +153,15 @@ def make_anomaly(kind: str, image: np.ndarray, rng: np.random.Generator, source:
 
 
 def paste_defect(image: np.ndarray, defect: np.ndarray, defect_mask: np.ndarray,
-                 rng: np.random.Generator, scale: float = 1.0, feather: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+                 rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """A real defect cut out by its mask, turned by a multiple of 90 degrees, maybe mirrored, its
     brightness scaled by 0.8-1.2, pasted at a random place of image (both uint8 BGR, same size).
-    scale > 1: the defect resized by a factor drawn log-uniformly in [1 / scale, scale] first.
-    feather > 0: the defect's own surroundings fade into the image over about 2 * feather pixels
-    outside its mask (a Gaussian of that sigma), so the paste has no hard border that real defects
-    lack; the mask stays the defect's. Returns (new image, bool mask); an empty defect mask leaves
-    the image as it is."""
+    Returns (new image, bool mask); an empty defect mask leaves the image as it is."""
     ys, xs = np.nonzero(defect_mask)
     if not len(ys):
         return image.copy(), np.zeros(image.shape[:2], bool)
-    margin = int(np.ceil(2 * feather))  # surroundings carried for the soft edge
-    y0, x0 = max(ys.min() - margin, 0), max(xs.min() - margin, 0)
-    y1, x1 = ys.max() + 1 + margin, xs.max() + 1 + margin
-    patch, shape = defect[y0:y1, x0:x1], defect_mask[y0:y1, x0:x1].astype(bool)
-    if scale > 1:  # drawn only then: without it the paste draws as it always did
-        f = float(np.exp(rng.uniform(-np.log(scale), np.log(scale))))
-        size = (max(1, round(patch.shape[1] * f)), max(1, round(patch.shape[0] * f)))
-        resized = cv2.resize(shape.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
-        if resized.any():  # a thin defect shrunk to nothing stays at its own size
-            patch, shape = cv2.resize(patch, size, interpolation=cv2.INTER_LINEAR), resized
+    patch = defect[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    shape = defect_mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     k = int(rng.integers(4))
     patch, shape = np.rot90(patch, k), np.rot90(shape, k)
     if rng.random() < 0.5:
@@ -185,12 +173,8 @@ def paste_defect(image: np.ndarray, defect: np.ndarray, defect_mask: np.ndarray,
     out = image.copy()
     gain = float(rng.uniform(0.8, 1.2))
     region = out[y : y + ph, x : x + pw]
-    if feather > 0:
-        alpha = np.maximum(shape, cv2.GaussianBlur(shape.astype(np.float32), (0, 0), feather))[..., None]
-        blended = region * (1 - alpha) + np.clip(patch.astype(np.float32) * gain, 0, 255) * alpha
-        region[:] = np.clip(blended, 0, 255).astype(np.uint8)
-    else:
-        region[shape] = np.clip(patch[shape].astype(np.float32) * gain, 0, 255).astype(np.uint8)
+    region[shape] = np.clip(patch[shape].astype(np.float32) * gain, 0, 255).astype(np.uint8)
     mask = np.zeros((h, w), bool)
     mask[y : y + ph, x : x + pw] = shape
     return out, mask
+

@@ -45,11 +45,9 @@ class BatchMaker:
     """Mixes cached normals, cached real anomalies (flipped) and fresh synthetic anomalies."""
 
     def __init__(self, model: KMDGANGenerator, normals: Pool, few: Pool, banks: Banks, batch_size: int,
-                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",),
-                 paste: dict | None = None):
+                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",)):
         self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
         self.copy_paste = copy_paste if len(few.images) else 0.0  # share of pasted real defects
-        self.paste = paste or {}  # paste_defect's scale and feather
         self.kinds = tuple(kinds)
         self.n_few = min(2 if batch_size >= 4 else 1, len(few.images))
         self.n_syn = (batch_size - self.n_few) // 2
@@ -63,8 +61,7 @@ class BatchMaker:
         for j in rng.choice(n, self.n_syn):
             if self.copy_paste and rng.random() < self.copy_paste:
                 k = int(rng.integers(len(self.few.images)))
-                image, mask = paste_defect(self.normals.images[j], self.few.images[k], self.few.masks[k], rng,
-                                           **self.paste)
+                image, mask = paste_defect(self.normals.images[j], self.few.images[k], self.few.masks[k], rng)
                 if mask.any():
                     images.append(image)
                     masks.append(mask)
@@ -193,7 +190,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
     make_batch = BatchMaker(maker, prepared.normals, prepared.few, banks, batch_size, rng, cfg.copy_paste,
-                            tuple(cfg.synthetic_kinds), {"scale": cfg.paste_scale, "feather": cfg.paste_feather})
+                            tuple(cfg.synthetic_kinds))
     start_it = 0
     if resume and checkpoint.is_file():
         start_it = optimisation.restore(checkpoint, rng)
@@ -218,8 +215,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "train_normals": len(prepared.normals.images), "few_shot": len(split.few_shot),
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
                 "adversarial": cfg.modules.adversarial, "adversarial_weight": cfg.adversarial_weight,
-                "copy_paste": cfg.copy_paste, "paste_scale": cfg.paste_scale, "paste_feather": cfg.paste_feather,
-                "synthetic_kinds": list(cfg.synthetic_kinds),
+                "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
                 "dice": cfg.dice, "tversky_beta": cfg.tversky_beta,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
