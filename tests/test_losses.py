@@ -66,4 +66,4 @@ def test_the_per_image_dice_and_tversky_beta_come_from_the_config_and_change_the
     assert not all(torch.equal(a[k], c[k]) for k in a)
     assert image.meta["training"]["dice"] == "image" and batch.meta["training"]["dice"] == "batch"
     # the default weighs a missed pixel more than a false one; 0.5, the plain soft Dice, trains otherwise
-    assert batch.meta["training"]["tversky_beta"] == 0.7 and plain.meta["training"]["tversky_beta"] == 0.5
+    assert batch.meta["training"]["tversky_beta"] == 0.8 and plain.meta["training"]["tversky_beta"] == 0.5

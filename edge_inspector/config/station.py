@@ -56,7 +56,7 @@ class KMDGANModelConfig(Strict):
     dice: Literal["batch", "image"] = Field("batch", description="The mask loss's soft Dice: batch, over the "
                                             "whole batch; image, a per-defective-image Dice added to it "
                                             "(docs/kmdgan.md).")
-    tversky_beta: float = Field(0.7, gt=0, lt=1, description="The mask loss's overlap term as a soft Tversky "
+    tversky_beta: float = Field(0.8, gt=0, lt=1, description="The mask loss's overlap term as a soft Tversky "
                                 "index: a missed defect pixel costs beta, a false one 1 - beta; 0.5 is the soft "
                                 "Dice (docs/kmdgan.md).")
     synthetic_kinds: list[Literal["texture", "shading", "line"]] = Field(
