@@ -137,8 +137,9 @@ def row_settings(row: str) -> str:
     """A KMDGAN row as variant settings (variants.overrides): full is the defaults."""
     if row == "full":
         return "default"
-    if row.removeprefix("without-") in PARTS:
-        return f"modules={{{row.removeprefix('without-')}: false}}"
+    part = row.removeprefix("without-")
+    if part != row and part in PARTS:
+        return f"modules={{{part}: false}}"
     return row
 
 
