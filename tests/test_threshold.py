@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from edge_inspector.model.scoring import choose_score_mode, split_holdout, threshold_from_normals
+from edge_inspector.model.scoring import choose_score_mode, split_check_normals, split_holdout, threshold_from_normals
 
 
 def test_threshold_passes_all_but_the_allowed_share():
@@ -21,6 +21,15 @@ def test_threshold_needs_scores():
 def test_holdout_is_every_tenth_and_disjoint():
     fit, held = split_holdout(list(range(35)))
     assert held == [9, 19, 29] and len(fit) == 32 and not set(fit) & set(held)
+
+
+def test_check_normals_are_every_tenth_and_never_a_held_out_one():
+    # validation's check normals: none of them trains, and none is one split_holdout holds out
+    train, check = split_check_normals(list(range(35)))
+    assert check == [4, 14, 24, 34] and len(train) == 31 and not set(train) & set(check)
+    assert not set(check) & set(split_holdout(list(range(35)))[1])
+    _, held_after = split_holdout(train)  # what the validation model then holds out for its threshold
+    assert held_after == [10, 21, 32] and not set(held_after) & set(check)
 
 
 def test_score_mode_chosen_by_separation():

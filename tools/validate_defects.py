@@ -9,6 +9,10 @@ good images carry a region. The test part is never read: this is data a default 
 Prints a table and writes JSON, with each held-out defect's score against the threshold, IoU,
 Dice and area ratio (`per_image`): which ones are missed, and by how much.
 
+With --check-normals, a second set of training normals (every 10th) is kept out of training
+altogether (`split_check_normals`), and the false rejects at the operating threshold are counted on
+them: the held-out normals cannot show those, because the threshold is set on them.
+
     python tools/validate_defects.py --variants default copy_paste=0
     python tools/validate_defects.py --variants default "synthetic_kinds=[texture, shading]"
     python tools/validate_defects.py --fold 0 --variants default
@@ -19,6 +23,7 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
         --from-artefact "reports/validate-defects/fold{fold}/default.safetensors" --variants default "map_strides=[8]"
     python tools/validate_defects.py --folds 1 0 --from-artefact "reports/vd/fold{fold}/default.safetensors" \
         --variants default "map_blend=max; map_strides=[8]"
+    python tools/validate_defects.py --folds 1 0 --check-normals --variants "tversky_beta=0.7" default
 
 A variant sets one key or several, separated by ';'. With --from-artefact, nothing is trained:
 the variants may only change what is inference alone (INFERENCE_KEYS: the anomaly map's blend and
@@ -52,13 +57,32 @@ from edge_inspector.model.kmdgan.network import KMDGANArchitecture
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import train_kmdgan
-from edge_inspector.model.scoring import roc_auc, split_holdout
+from edge_inspector.model.scoring import rate_upper_bound, roc_auc, split_check_normals, split_holdout
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale")
 RECALIBRATED = ("score_scale",)  # whose variants re-run the score calibration (and so the threshold)
 TARGET_FALSE_REJECTS = 0.01
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
+
+
+def false_rejects(model, check: list, size: int) -> dict:
+    """Good images that training never saw, judged at the operating threshold: rejected (score at or
+    above it), the rate's 95 % upper bound, and how many carry a region at the pixel threshold."""
+    predict = numpy_predict(model)
+    maps, scores = [], []
+    for batch in iter_batches(check, size, 8):
+        m, s = predict(batch.images)
+        maps += list(m)
+        scores += list(s)
+    scores = np.asarray(scores, dtype=np.float64)
+    rejected = int((scores >= model.threshold).sum())
+    cut = mask_metrics([0] * len(maps), [None] * len(maps), maps, model.pixel_threshold, extent=model.pixel_extent)
+    return {"check_normals": len(scores), "check_rejected": rejected,
+            "check_false_reject_rate": round(rejected / len(scores), 4),
+            "check_false_reject_upper_95": round(rate_upper_bound(rejected, len(scores)), 4),
+            "check_with_region": cut["spurious_share"],
+            "check_highest_scores": [round(float(x), 3) for x in np.sort(scores)[::-1][:5]]}
 
 
 def measure(model, held: list, holdout: list, size: int) -> dict:
@@ -118,8 +142,9 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
     kept, held = hold_out_few_shot(split.few_shot, fold)
     if not held:
         raise SystemExit("no few-shot defect type has two examples: nothing to hold out")
-    train_split = Split(train_normal=split.train_normal, few_shot=kept)
-    _, holdout = split_holdout(split.train_normal)
+    normals, check = split_check_normals(split.train_normal) if args.check_normals else (split.train_normal, [])
+    train_split = Split(train_normal=normals, few_shot=kept)
+    _, holdout = split_holdout(normals)
     print(f"fold {fold}: held out {', '.join(s.image.name for s in held)}; trained on {len(kept)} defects",
           file=sys.stderr)
     workdir = args.workdir if len(args.folds) == 1 else args.workdir / f"fold{fold}"
@@ -135,6 +160,8 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
                                  TARGET_FALSE_REJECTS,
                                  seed=args.seed, progress=False)
         results[text] = measure(model, held, holdout, cfg.input_size)
+        if check:
+            results[text].update(false_rejects(model, check, cfg.input_size))
         results[text]["train_seconds"] = model.meta["training"]["seconds"]
         print(f"fold {fold}, {text}: {results[text]}", file=sys.stderr, flush=True)
         save()
@@ -154,17 +181,25 @@ def pooled(folds: dict) -> dict:
                      # each fold's scores are on their own model's scale: the folds' mean, not one ranking
                      "image_auroc": round(float(np.mean([r["image_auroc"] for r in runs])), 4),
                      "train_seconds": sum(r["train_seconds"] for r in runs)}
+        if all("check_rejected" in r for r in runs):  # each fold's own threshold: the counts add up
+            rejected, n = sum(r["check_rejected"] for r in runs), sum(r["check_normals"] for r in runs)
+            out[text].update(check_normals=n, check_rejected=rejected,
+                             check_false_reject_rate=round(rejected / n, 4))
     return out
 
 
 def table(rows: dict) -> list[str]:
     header = ["fold", "variant", "held-out defects found", "image AUROC", *COLUMNS, "held-out normals with a region",
               "train s"]
+    checked = all("check_rejected" in r for r in rows.values())
+    header += ["check normals rejected"] if checked else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (fold, text), r in rows.items():
         cells = [fold, text, f"{r['found']} of {r['defects']}", f"{r['image_auroc']:.3f}"]
         cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
         cells += [f"{r['spurious_share']:.3f}", f"{r['train_seconds']:.0f}"]
+        if checked:
+            cells.append(f"{r['check_rejected']} of {r['check_normals']}")
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -184,6 +219,10 @@ def main() -> int:
     p.add_argument("--from-artefact", type=Path,
                    help="an artefact this tool trained on the same fold ('{fold}' in the path stands for "
                         "it): variants change its inference only")
+    p.add_argument("--check-normals", action="store_true",
+                   help="keep every 10th training normal out of training and count the false rejects on them "
+                        "(the models then train on a tenth fewer normals; give it again with --from-artefact on "
+                        "such a run's artefacts)")
     p.add_argument("--workdir", type=Path, default=Path("reports/validate-defects"),
                    help="where the variants' artefacts go (in fold0/ and fold1/ under it for both folds)")
     p.add_argument("--out", type=Path, default=Path("reports/validate_defects.json"))

@@ -9,6 +9,7 @@ import torch
 
 SCORE_MODES = ("max", "top10", "mean")
 HOLDOUT_EVERY = 10  # every 10th training normal is held out of fitting to set the threshold
+CHECK_OFFSET = 4  # split_check_normals: positions 4, 14, 24..., none of them split_holdout's
 
 
 def aggregate(patch: torch.Tensor, mode: str) -> torch.Tensor:
@@ -62,6 +63,15 @@ def split_holdout(samples: list) -> tuple[list, list]:
         [s for i, s in enumerate(samples) if i % HOLDOUT_EVERY != HOLDOUT_EVERY - 1],
         [s for i, s in enumerate(samples) if i % HOLDOUT_EVERY == HOLDOUT_EVERY - 1],
     )
+
+
+def split_check_normals(samples: list) -> tuple[list, list]:
+    """(samples to train on, samples kept out of training altogether): every 10th, none of which
+    split_holdout would have held out of the whole list. Validation counts false rejects on them
+    (tools/validate_defects.py --check-normals): the held-out normals cannot show those, because
+    the operating threshold is set on them."""
+    return ([s for i, s in enumerate(samples) if i % HOLDOUT_EVERY != CHECK_OFFSET],
+            [s for i, s in enumerate(samples) if i % HOLDOUT_EVERY == CHECK_OFFSET])
 
 
 def threshold_from_normals(scores: np.ndarray, target_false_reject_rate: float) -> float:
