@@ -57,7 +57,7 @@ from edge_inspector.model.kmdgan.network import KMDGANArchitecture
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import train_kmdgan
-from edge_inspector.model.scoring import rate_upper_bound, roc_auc, split_check_normals, split_holdout
+from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_check_normals, split_holdout
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale")
@@ -66,21 +66,25 @@ TARGET_FALSE_REJECTS = 0.01
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
 
 
-def false_rejects(model, check: list, size: int) -> dict:
-    """Good images that training never saw, judged at the operating threshold: rejected (score at or
-    above it), the rate's 95 % upper bound, and how many carry a region at the pixel threshold."""
-    predict = numpy_predict(model)
+def maps_and_scores(predict, samples: list, size: int) -> tuple[list, list]:
+    """Each sample's anomaly map and image score, as the service computes them."""
     maps, scores = [], []
-    for batch in iter_batches(check, size, 8):
+    for batch in iter_batches(samples, size, 8):
         m, s = predict(batch.images)
         maps += list(m)
         scores += list(s)
-    scores = np.asarray(scores, dtype=np.float64)
-    rejected = int((scores >= model.threshold).sum())
+    return maps, scores
+
+
+def false_rejects(model, check: list, size: int) -> dict:
+    """Good images that training never saw, judged at the operating threshold: rejected (score at or
+    above it), the rate's 95 % upper bound, and how many carry a region at the pixel threshold."""
+    maps, scores = maps_and_scores(numpy_predict(model), check, size)
+    rejected, upper = held_out_rejections(scores, model.threshold)
     cut = mask_metrics([0] * len(maps), [None] * len(maps), maps, model.pixel_threshold, extent=model.pixel_extent)
     return {"check_normals": len(scores), "check_rejected": rejected,
             "check_false_reject_rate": round(rejected / len(scores), 4),
-            "check_false_reject_upper_95": round(rate_upper_bound(rejected, len(scores)), 4),
+            "check_false_reject_upper_95": round(upper, 4),
             "check_with_region": cut["spurious_share"],
             "check_highest_scores": [round(float(x), 3) for x in np.sort(scores)[::-1][:5]]}
 
@@ -97,11 +101,7 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
             scores += list(s)
             masks += list(truth)
             names += [x.image.name + (" (mirrored)" if mirrored else "") for x in batch.samples]
-    normal_maps, normal_scores = [], []
-    for batch in iter_batches(holdout, size, 8):
-        m, s = predict(batch.images)
-        normal_maps += list(m)
-        normal_scores += list(s)
+    normal_maps, normal_scores = maps_and_scores(predict, holdout, size)
     labels = [1] * len(maps) + [0] * len(normal_maps)
     level, extent = model.pixel_threshold, model.pixel_extent
     # a good image's truth is never read (mask_metrics only asks whether its cut is empty)
