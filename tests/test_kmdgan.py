@@ -362,3 +362,35 @@ def test_score_scale_comes_from_the_config_and_travels_in_the_artefact(trained, 
                         model.meta["training"], model.pixel_threshold, model.pixel_extent)
     again = load_artefact(out).model
     assert again.arch.score_scale == "gap" and torch.equal(again.score_scale, torch.tensor([0.7, 3.0]))
+
+
+def test_threshold_rule_comes_from_the_config_sets_the_threshold_and_travels_in_the_artefact(trained, tmp_path):
+    from pydantic import ValidationError
+
+    from edge_inspector.model.kmdgan.artefact import save_artefact
+    from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, outputs, score_parts
+    from edge_inspector.model.scoring import split_holdout, threshold_by_rule
+
+    assert KMDGANArchitecture.from_config(small_config(threshold_rule="tail")).threshold_rule == "tail"
+    assert KMDGANArchitecture.from_config(small_config()).threshold_rule == "empirical"
+    with pytest.raises(ValidationError, match="threshold_rule"):
+        small_config(threshold_rule="largest")
+    from edge_inspector.data import load_split
+    from edge_inspector.data.synthetic_product import write_product_set
+
+    split, fixture = trained
+    model = load_artefact(fixture.path)  # a copy: calibration rewrites the model's levels
+    g, banks, size = model.model, model.banks, model.input_size
+    # 700 more good parts of the same product, of which every 10th is held out: enough for a tail
+    more = load_split("folder", write_product_set(tmp_path / "more", normals=700, per_defect=1, size=128, seed=9))
+    _, holdout = split_holdout(more.train_normal)
+    g.arch.threshold_rule = "tail"
+    threshold = calibrate_scores(g, banks, holdout, split.few_shot, size, 0.05)
+    scores = ((score_parts(g, *outputs(g, banks, holdout, size)) - g.score_center) / g.score_scale).sum(1).numpy()
+    assert len(scores) >= 44 and g.threshold_record["rule"] == "tail"
+    assert threshold == pytest.approx(threshold_by_rule(scores, 0.05, "tail")[0], rel=1e-5)
+    assert threshold != pytest.approx(threshold_by_rule(scores, 0.05, "empirical")[0], rel=1e-5)
+    out = save_artefact(tmp_path / "tail.safetensors", g, banks, threshold, size, model.meta["training"],
+                        model.pixel_threshold, model.pixel_extent)
+    again = load_artefact(out)
+    assert again.model.arch.threshold_rule == "tail" and again.threshold == pytest.approx(threshold)

@@ -94,3 +94,27 @@ def test_held_out_rejections_compare_as_the_service_does_in_float64():
     assert held_out_rejections(scores, t) == (0, rate_upper_bound(0, 3))
     assert float(scores.max()) < t  # the service's comparison (Python floats)
     assert held_out_rejections(scores, 2.7) == (2, rate_upper_bound(2, 3))
+
+
+def test_the_tail_rule_is_not_set_by_one_odd_held_out_normal_and_falls_back_when_too_few():
+    from edge_inspector.model.scoring import threshold_by_rule
+
+    rng = np.random.default_rng(2)
+    target = 0.01
+    truth = -np.log(-np.log(1 - target))  # Gumbel scores: P(score >= truth) = target
+    empirical, tail = [], []
+    for _ in range(200):  # 200 stations of 76 held-out normals, one of them far off (a smudge, a glare)
+        held = np.r_[rng.gumbel(0, 1, 75), truth + 6.0]
+        empirical.append(threshold_by_rule(held, target, "empirical"))
+        tail.append(threshold_by_rule(held, target, "tail"))
+    assert {rule for _, rule in empirical} == {"empirical"} and {rule for _, rule in tail} == {"tail"}
+    empirical, tail = np.array([t for t, _ in empirical]), np.array([t for t, _ in tail])
+    assert np.all(empirical > truth + 6.0)  # above the odd one: every station sits 6 above the 99th percentile
+    assert np.median(tail) < truth + 3.0 and np.all(tail < empirical)
+    rejected = np.exp(-np.exp(-tail))  # the share of good Gumbel scores each tail threshold passes
+    assert np.mean(1 - rejected) < 0.03  # near the 1 % target, not far above it
+    assert threshold_by_rule(rng.gumbel(0, 1, 56), target, "tail")[1] == "tail"  # its top 11 make the tail
+    few = rng.gumbel(0, 1, 40)  # too few for a fit
+    assert threshold_by_rule(few, target, "tail") == (threshold_from_normals(few, target), "empirical")
+    with pytest.raises(ValueError, match="unknown"):
+        threshold_by_rule(few, target, "largest")

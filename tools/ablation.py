@@ -15,6 +15,7 @@ what those depend on (variants.PREPARED_KEYS).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -32,6 +33,7 @@ from edge_inspector.model.kmdgan.artefact import save_artefact
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
+from edge_inspector.model.scoring import THRESHOLD_RULES
 
 PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
 COLUMNS = list(METRIC_NAMES)
@@ -99,25 +101,13 @@ def main() -> int:
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)
         if row == "full" and model.model.matched:
-            # the score parts' scaling is set after training: the same weights, the other scaling,
-            # its own operating threshold from the same held-out normals (the map is unchanged)
-            own, own_scale = model.model.arch.score_scale, model.model.score_scale.clone()
-            other = "gap" if own == "spread" else "spread"
-            model.model.arch.score_scale = other
-            other_threshold = calibrate_scores(model.model, model.banks, prepared.holdout, split.few_shot, size, 0.01)
-            result = evaluate(numpy_predict(model), split, size, other_threshold, batch_size=1,
-                              progress=False, **cut)
-            result["train_seconds"] = round(train_s, 1)
-            result["threshold"] = other_threshold
-            results[f"full, score_scale {other}"] = result
-            # its own held-out record (rejected, upper bound) beside its own threshold
-            training = {**model.meta["training"], "threshold_held_out": model.model.threshold_record}
-            save_artefact(args.workdir / f"full-score_scale-{other}.safetensors", model.model, model.banks,
-                          other_threshold, size, training, model.pixel_threshold, model.pixel_extent)
-            print(f"full, score_scale {other}: {result['metrics']}", flush=True)
-            # only the parts' units differ: the centre, the stride and the map levels come out the same
-            model.model.arch.score_scale = own
-            model.model.score_scale.copy_(own_scale)
+            # set after training: the same weights with the other score scaling, or the other
+            # threshold rule, each its own operating threshold from the same held-out normals
+            for key, values in (("score_scale", ("spread", "gap")), ("threshold_rule", THRESHOLD_RULES)):
+                other = next(v for v in values if v != getattr(model.model.arch, key))
+                results[f"full, {key} {other}"] = recalibrated(args, split, model, prepared.holdout, key, other,
+                                                               train_s, cut)
+                print(f"full, {key} {other}: {results[f'full, {key} {other}']['metrics']}", flush=True)
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
 
@@ -131,6 +121,23 @@ def main() -> int:
     print("\n".join(lines))
     print(f"JSON: {args.out}")
     return 0
+
+
+def recalibrated(args, split, model, holdout, key: str, value: str, train_s: float, cut: dict) -> dict:
+    """The test figures of the trained model with one score-calibration setting changed (score
+    calibration re-run on its held-out normals, a new operating threshold; the map is unchanged).
+    Its artefact goes beside the row's, with its own held-out record; the model is left as it was."""
+    alt = copy.deepcopy(model)
+    setattr(alt.model.arch, key, value)
+    size = alt.input_size
+    threshold = calibrate_scores(alt.model, alt.banks, holdout, split.few_shot, size, 0.01)
+    result = evaluate(numpy_predict(alt), split, size, threshold, batch_size=1, progress=False, **cut)
+    result["train_seconds"] = round(train_s, 1)
+    result["threshold"] = threshold
+    training = {**alt.meta["training"], "threshold_held_out": alt.model.threshold_record}
+    save_artefact(args.workdir / f"full-{key}-{value}.safetensors", alt.model, alt.banks, threshold, size,
+                  training, alt.pixel_threshold, alt.pixel_extent)
+    return result
 
 
 def row_settings(row: str) -> str:

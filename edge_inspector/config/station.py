@@ -76,6 +76,11 @@ class KMDGANModelConfig(Strict):
                                                   "before they are summed: spread, its standard deviation on held-out "
                                                   "normals; gap, from the normals' median to the anomalies' "
                                                   "(docs/kmdgan.md).")
+    threshold_rule: Literal["empirical", "tail"] = Field(
+        "empirical", description="How the operating threshold is read off the held-out normals' scores: empirical, "
+        "the score that at most target_false_reject_rate of them reach (with under 100 of them and a 1 % target: "
+        "above their largest); tail, the same quantile of an exponential tail fitted to their top 15 % "
+        "(docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

@@ -4,8 +4,12 @@ the test part)."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 SCORE_MODES = ("max", "top10", "mean")
 HOLDOUT_EVERY = 10  # every 10th training normal is held out of fitting to set the threshold
@@ -116,6 +120,26 @@ def rate_upper_bound(hits: int, n: int, z: float = 1.96) -> float:
 
 
 
+def threshold_by_rule(scores: np.ndarray, target_false_reject_rate: float, rule: str) -> tuple[float, str]:
+    """(the operating threshold on held-out normal image scores, the rule that set it).
+
+    "empirical": the held-out order statistic (threshold_from_normals); with a 1 % target and fewer
+    than 100 held-out normals, their largest score, so one odd normal sets it. "tail": the
+    (1 - target) quantile of an exponential tail fitted to their top 15 % (at least their top 11),
+    which weighs the tail's shape rather than its one largest point; under 44 scores fall back to
+    "empirical", and the rule returned says so."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule {rule!r} unknown (one of {THRESHOLD_RULES})")
+    n = int(np.size(scores))
+    if rule == "tail" and n >= IMAGE_TAIL_MIN_NORMALS:
+        quantile = min(IMAGE_TAIL_QUANTILE, 1 - IMAGE_TAIL_MIN / n)
+        return max_threshold_from_tail(scores, 1.0, target_false_reject_rate, quantile=quantile)[0], "tail"
+    if rule == "tail":
+        log.warning("threshold rule tail: %d held-out normals are too few to fit a tail (%d needed); the "
+                    "held-out order statistic sets the threshold instead", n, IMAGE_TAIL_MIN_NORMALS)
+    return threshold_from_normals(scores, target_false_reject_rate), "empirical"
+
+
 def held_out_rejections(scores, threshold: float) -> tuple[int, float]:
     """(how many held-out normal scores reach the threshold, the false-reject rate's 95 % upper
     bound). Compared in float64, as the service compares: in float32 the threshold (the next
@@ -125,10 +149,15 @@ def held_out_rejections(scores, threshold: float) -> tuple[int, float]:
 
 
 TAIL_QUANTILE = 0.95  # item scores above this quantile of the held-out ones make the fitted tail
+# images are far fewer than tiles (56 to 76 held-out normals): the tail is their top 15 %, or their
+# top 11 where that is more, fitted from 44 held-out normals up (the top quarter)
+IMAGE_TAIL_QUANTILE, IMAGE_TAIL_MIN, IMAGE_TAIL_MIN_NORMALS = 0.85, 11, 44
+THRESHOLD_RULES = ("empirical", "tail")
 
 
 def max_threshold_from_tail(item_scores: np.ndarray, items_per_whole: float, target_false_reject_rate: float,
-                            maxima: np.ndarray | None = None) -> tuple[float, float]:
+                            maxima: np.ndarray | None = None,
+                            quantile: float = TAIL_QUANTILE) -> tuple[float, float]:
     """The threshold on the maximum of a whole's item scores (a frame's tiles) that a normal whole
     passes with probability 1 - target, from held-out items: an exponential tail fitted to the item
     scores above their TAIL_QUANTILE (peaks over threshold). A few held-out frames give a few maxima
@@ -141,10 +170,10 @@ def max_threshold_from_tail(item_scores: np.ndarray, items_per_whole: float, tar
     is exponential with rate n (the maximum-likelihood n is their count over their sum), kept
     within 1 and items_per_whole. Returns (threshold, the n used)."""
     scores = np.asarray(item_scores, dtype=np.float64)
-    u = float(np.quantile(scores, TAIL_QUANTILE))
+    u = float(np.quantile(scores, quantile))
     excess = scores[scores > u] - u
     if excess.size < 10:
-        raise ValueError(f"{excess.size} item scores above the {TAIL_QUANTILE:.0%} quantile: too few to fit a tail")
+        raise ValueError(f"{excess.size} item scores above the {quantile:.0%} quantile: too few to fit a tail")
     share, beta = excess.size / scores.size, float(excess.mean())
 
     def above(x: np.ndarray) -> np.ndarray:  # the fitted chance of one item at or above x

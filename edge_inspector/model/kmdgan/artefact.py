@@ -24,6 +24,7 @@ from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.errors import UserError
 from edge_inspector.model.backbone import MEAN, STD, VARIANTS, EfficientNetLiteFeatures
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.scoring import THRESHOLD_RULES
 
 FORMAT = "edge-inspector.kmdgan/2"  # /2: the checksum covers the metadata as well as the tensors
 FORMAT_TENSORS_ONLY = "edge-inspector.kmdgan/1"  # still read; its metadata is validated, not checksummed
@@ -69,6 +70,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"map_blend {arch.map_blend!r} unknown")
     if arch.score_scale not in ("spread", "gap"):
         raise ValueError(f"score_scale {arch.score_scale!r} unknown")
+    if arch.threshold_rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold_rule {arch.threshold_rule!r} unknown")
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
     if not set(arch.map_strides) <= set(arch.match_strides):

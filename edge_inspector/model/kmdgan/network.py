@@ -72,6 +72,9 @@ class KMDGANArchitecture:
     # deviation on held-out normals (artefacts written before the choice); "gap", the distance from
     # the normals' median to the anomalies' (score_calibration.part_scales)
     score_scale: str = "spread"
+    # how the operating threshold is read off the held-out normals' scores (scoring.threshold_by_rule);
+    # "empirical" for artefacts written before the choice
+    threshold_rule: str = "empirical"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -90,7 +93,7 @@ class KMDGANArchitecture:
                    cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
-                   score_scale=cfg.score_scale,
+                   score_scale=cfg.score_scale, threshold_rule=cfg.threshold_rule,
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 

@@ -13,7 +13,7 @@ from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import KINDS, make_anomaly
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
-from edge_inspector.model.scoring import choose_score_mode, held_out_rejections, threshold_from_normals
+from edge_inspector.model.scoring import choose_score_mode, held_out_rejections, threshold_by_rule
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +118,12 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     model.score_center[:n] = parts.median(0).values
     model.score_scale[:n] = part_scales(model, banks, parts, holdout, few, size)
     scores = ((parts - model.score_center[:n]) / model.score_scale[:n]).sum(1).numpy()
-    threshold = threshold_from_normals(scores, target_false_reject_rate)
+    threshold, rule = threshold_by_rule(scores, target_false_reject_rate, model.arch.threshold_rule)
     # what a few held-out normals can say of the false-reject rate (0 of 76 rejected: up to 4.8 %)
     rejected, upper = held_out_rejections(scores, threshold)
     model.threshold_record = {"held_out_normals": len(scores), "rejected": rejected,
-                              "false_reject_upper_95": round(upper, 4)}
-    log.info("operating threshold %.4f: %d of %d held-out normals at or above it; the false-reject rate on good "
-             "inputs (images; tiles when tiled) may be up to %.1f %% (95 %% upper bound)", threshold, rejected,
-             len(scores), 100 * model.threshold_record["false_reject_upper_95"])
+                              "false_reject_upper_95": round(upper, 4), "rule": rule}
+    log.info("operating threshold %.4f (rule %s): %d of %d held-out normals at or above it; the false-reject "
+             "rate on good inputs (images; tiles when tiled) may be up to %.1f %% (95 %% upper bound)", threshold, rule,
+             rejected, len(scores), 100 * model.threshold_record["false_reject_upper_95"])
     return threshold
