@@ -127,6 +127,7 @@ def test_a_first_calibration_without_defect_samples_trains_on_synthetic_anomalie
     assert not list(folder.glob("versions/*.partial"))  # nothing half-written left behind
     report = (store.current(folder) / "report" / "index.html").read_text()
     assert "not estimated: no labelled defect samples" in report and "95 % Wilson bound" in report
+    assert "rule empirical" in report  # the default rule, named beside the threshold it set
     assert [r["escapes"] for r in record["trade_off"]] == [None] * len(record["trade_off"])
     assert any("synthetic anomalies alone" in r.getMessage() for r in caplog.records)
 

@@ -89,6 +89,9 @@ def write_report(folder: Path, station: str, threshold: float, normal_scores: np
                    "not estimated: no labelled defect samples; trained on synthetic anomalies alone "
                    "(add some with calibrate --defects)")
     _, upper = held_out_rejections(normal_scores, threshold)
+    rule = training.get("threshold_held_out", {}).get("rule")  # absent for a tiled station's frame threshold
+    rule_text = {"empirical": " (rule empirical: just above the held-out normals' order statistic)",
+                 "tail": " (rule tail: the quantile of a tail fitted to the held-out normals' top scores)"}.get(rule, "")
     rows = "".join(_trade_off_row(r) for r in trade_off(threshold, normal_scores, defect_scores))
     rejected = "".join(f"<li>{html.escape(str(src))}: {html.escape(reason)}</li>"
                        for src, reason in collection.get("rejected", []))
@@ -100,7 +103,7 @@ def write_report(folder: Path, station: str, threshold: float, normal_scores: np
 td,th{{padding:2px 10px;text-align:left}}</style></head><body>
 <h1>Calibration report: {html.escape(station)}</h1>
 <table>
-<tr><th>operating threshold</th><td>{threshold:.4f}</td></tr>
+<tr><th>operating threshold</th><td>{threshold:.4f}{html.escape(rule_text)}</td></tr>
 <tr><th>expected false-reject rate</th><td>{frr:.1%} of {len(normal_scores)} held-out normals at or above it;
  with so few, the rate may really be up to {upper:.1%} (95 % Wilson bound)</td></tr>
 <tr><th>expected escape rate</th><td>{escape_text}</td></tr>
