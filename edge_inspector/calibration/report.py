@@ -91,7 +91,8 @@ def write_report(folder: Path, station: str, threshold: float, normal_scores: np
     _, upper = held_out_rejections(normal_scores, threshold)
     rule = training.get("threshold_held_out", {}).get("rule")  # absent for a tiled station's frame threshold
     rule_text = {"empirical": " (rule empirical: just above the held-out normals' order statistic)",
-                 "tail": " (rule tail: the quantile of a tail fitted to the held-out normals' top scores)"}.get(rule, "")
+                 "tail": " (rule tail: the quantile of a tail fitted to the held-out normals' top scores)",
+                 }.get(rule, "")
     rows = "".join(_trade_off_row(r) for r in trade_off(threshold, normal_scores, defect_scores))
     rejected = "".join(f"<li>{html.escape(str(src))}: {html.escape(reason)}</li>"
                        for src, reason in collection.get("rejected", []))
