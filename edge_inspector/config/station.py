@@ -80,7 +80,7 @@ class KMDGANModelConfig(Strict):
         "empirical", description="How the operating threshold is read off the held-out normals' scores: empirical, "
         "the score that at most target_false_reject_rate of them reach (with under 100 of them and a 1 % target: "
         "above their largest); tail, the same quantile of an exponential tail fitted to their top 15 % "
-        "(docs/kmdgan.md).")
+        "(docs/kmdgan.md). A tiled station's frame threshold has its own rule.")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

@@ -119,27 +119,6 @@ def rate_upper_bound(hits: int, n: int, z: float = 1.96) -> float:
     return float(min(1.0, (centre + spread) / (1 + z * z / n)))
 
 
-
-def threshold_by_rule(scores: np.ndarray, target_false_reject_rate: float, rule: str) -> tuple[float, str]:
-    """(the operating threshold on held-out normal image scores, the rule that set it).
-
-    "empirical": the held-out order statistic (threshold_from_normals); with a 1 % target and fewer
-    than 100 held-out normals, their largest score, so one odd normal sets it. "tail": the
-    (1 - target) quantile of an exponential tail fitted to their top 15 % (at least their top 11),
-    which weighs the tail's shape rather than its one largest point; under 44 scores fall back to
-    "empirical", and the rule returned says so."""
-    if rule not in THRESHOLD_RULES:
-        raise ValueError(f"threshold rule {rule!r} unknown (one of {THRESHOLD_RULES})")
-    n = int(np.size(scores))
-    if rule == "tail" and n >= IMAGE_TAIL_MIN_NORMALS:
-        quantile = min(IMAGE_TAIL_QUANTILE, 1 - IMAGE_TAIL_MIN / n)
-        return max_threshold_from_tail(scores, 1.0, target_false_reject_rate, quantile=quantile)[0], "tail"
-    if rule == "tail":
-        log.warning("threshold rule tail: %d held-out normals are too few to fit a tail (%d needed); the "
-                    "held-out order statistic sets the threshold instead", n, IMAGE_TAIL_MIN_NORMALS)
-    return threshold_from_normals(scores, target_false_reject_rate), "empirical"
-
-
 def held_out_rejections(scores, threshold: float) -> tuple[int, float]:
     """(how many held-out normal scores reach the threshold, the false-reject rate's 95 % upper
     bound). Compared in float64, as the service compares: in float32 the threshold (the next
@@ -185,3 +164,23 @@ def max_threshold_from_tail(item_scores: np.ndarray, items_per_whole: float, tar
         n = float(np.clip(len(maxima) / max(float(hazard.sum()), 1e-12), 1.0, items_per_whole))
     per_item = 1.0 - (1.0 - target_false_reject_rate) ** (1.0 / n)  # P(one item above t)
     return u + beta * float(np.log(share / per_item)), n
+
+
+def threshold_by_rule(scores: np.ndarray, target_false_reject_rate: float, rule: str) -> tuple[float, str]:
+    """(the operating threshold on held-out normal image scores, the rule that set it).
+
+    "empirical": the held-out order statistic (threshold_from_normals); with a 1 % target and fewer
+    than 100 held-out normals, their largest score, so one odd normal sets it. "tail": the
+    (1 - target) quantile of an exponential tail fitted to their top 15 % (at least their top 11),
+    which weighs the tail's shape rather than its one largest point; under 44 scores fall back to
+    "empirical", and the rule returned says so."""
+    if rule not in THRESHOLD_RULES:
+        raise ValueError(f"threshold rule {rule!r} unknown (one of {THRESHOLD_RULES})")
+    n = int(np.size(scores))
+    if rule == "tail" and n >= IMAGE_TAIL_MIN_NORMALS:
+        quantile = min(IMAGE_TAIL_QUANTILE, 1 - IMAGE_TAIL_MIN / n)
+        return max_threshold_from_tail(scores, 1.0, target_false_reject_rate, quantile=quantile)[0], "tail"
+    if rule == "tail":
+        log.warning("threshold rule tail: %d held-out normals are too few to fit a tail (%d needed); the "
+                    "held-out order statistic sets the threshold instead", n, IMAGE_TAIL_MIN_NORMALS)
+    return threshold_from_normals(scores, target_false_reject_rate), "empirical"
