@@ -348,8 +348,6 @@ def test_score_scale_gap_counts_each_part_from_normal_to_anomalous(trained):
 def test_score_scale_comes_from_the_config_and_travels_in_the_artefact(trained, tmp_path):
     from pydantic import ValidationError
 
-    from edge_inspector.model.kmdgan.artefact import save_artefact
-
     assert KMDGANArchitecture.from_config(small_config(score_scale="gap")).score_scale == "gap"
     assert KMDGANArchitecture.from_config(small_config()).score_scale == "spread"
     with pytest.raises(ValidationError, match="score_scale"):
@@ -358,16 +356,15 @@ def test_score_scale_comes_from_the_config_and_travels_in_the_artefact(trained, 
     model = load_artefact(fixture.path)
     model.model.arch.score_scale = "gap"
     model.model.score_scale[:] = torch.tensor([0.7, 3.0])
-    out = save_artefact(tmp_path / "gap.safetensors", model.model, model.banks, model.threshold, model.input_size,
-                        model.meta["training"], model.pixel_threshold, model.pixel_extent)
-    again = load_artefact(out).model
+    again = _saved_and_loaded(model, model.threshold, tmp_path / "gap.safetensors").model
     assert again.arch.score_scale == "gap" and torch.equal(again.score_scale, torch.tensor([0.7, 3.0]))
 
 
 def test_threshold_rule_comes_from_the_config_sets_the_threshold_and_travels_in_the_artefact(trained, tmp_path):
     from pydantic import ValidationError
 
-    from edge_inspector.model.kmdgan.artefact import save_artefact
+    from edge_inspector.data import load_split
+    from edge_inspector.data.synthetic_product import write_product_set
     from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, outputs, score_parts
     from edge_inspector.model.scoring import split_holdout, threshold_by_rule
 
@@ -375,9 +372,6 @@ def test_threshold_rule_comes_from_the_config_sets_the_threshold_and_travels_in_
     assert KMDGANArchitecture.from_config(small_config()).threshold_rule == "empirical"
     with pytest.raises(ValidationError, match="threshold_rule"):
         small_config(threshold_rule="largest")
-    from edge_inspector.data import load_split
-    from edge_inspector.data.synthetic_product import write_product_set
-
     split, fixture = trained
     model = load_artefact(fixture.path)  # a copy: calibration rewrites the model's levels
     g, banks, size = model.model, model.banks, model.input_size
@@ -390,7 +384,14 @@ def test_threshold_rule_comes_from_the_config_sets_the_threshold_and_travels_in_
     assert len(scores) >= 44 and g.threshold_record["rule"] == "tail"
     assert threshold == pytest.approx(threshold_by_rule(scores, 0.05, "tail")[0], rel=1e-5)
     assert threshold != pytest.approx(threshold_by_rule(scores, 0.05, "empirical")[0], rel=1e-5)
-    out = save_artefact(tmp_path / "tail.safetensors", g, banks, threshold, size, model.meta["training"],
-                        model.pixel_threshold, model.pixel_extent)
-    again = load_artefact(out)
+    again = _saved_and_loaded(model, threshold, tmp_path / "tail.safetensors")
     assert again.model.arch.threshold_rule == "tail" and again.threshold == pytest.approx(threshold)
+
+
+def _saved_and_loaded(model, threshold: float, path):
+    """The loaded model written again with its present settings and the given threshold, read back."""
+    from edge_inspector.model.kmdgan.artefact import save_artefact
+
+    save_artefact(path, model.model, model.banks, threshold, model.input_size, model.meta["training"],
+                  model.pixel_threshold, model.pixel_extent)
+    return load_artefact(path)

@@ -177,10 +177,10 @@ def threshold_by_rule(scores: np.ndarray, target_false_reject_rate: float, rule:
     if rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold rule {rule!r} unknown (one of {THRESHOLD_RULES})")
     n = int(np.size(scores))
-    if rule == "tail" and n >= IMAGE_TAIL_MIN_NORMALS:
-        quantile = min(IMAGE_TAIL_QUANTILE, 1 - IMAGE_TAIL_MIN / n)
-        return max_threshold_from_tail(scores, 1.0, target_false_reject_rate, quantile=quantile)[0], "tail"
     if rule == "tail":
+        if n >= IMAGE_TAIL_MIN_NORMALS:
+            quantile = min(IMAGE_TAIL_QUANTILE, 1 - IMAGE_TAIL_MIN / n)
+            return max_threshold_from_tail(scores, 1.0, target_false_reject_rate, quantile=quantile)[0], "tail"
         log.warning("threshold rule tail: %d held-out normals are too few to fit a tail (%d needed); the "
                     "held-out order statistic sets the threshold instead", n, IMAGE_TAIL_MIN_NORMALS)
     return threshold_from_normals(scores, target_false_reject_rate), "empirical"
