@@ -7,7 +7,7 @@ import torch
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.errors import UserError
-from edge_inspector.evaluation.harness import evaluate
+from edge_inspector.evaluation.harness import evaluate, format_table
 from edge_inspector.model.backbone import EfficientNetLiteFeatures
 from edge_inspector.model.kmdgan import training as train_module
 from edge_inspector.model.kmdgan.artefact import load_artefact
@@ -71,6 +71,11 @@ def test_tiny_train_then_infer_reaches_stated_metric(trained):
     assert set(by_type) == {s.defect_type for s in split.test_anomalous} and len(by_type) > 1
     overall = sum(by_type[k]["mask_iou"] * n for k, n in counts.items()) / sum(counts.values())
     assert overall == pytest.approx(result["mask_at_operating_point"]["mask_iou"], abs=1e-3)
+    # NG needing a region as well as the score: never more false rejects, never fewer escapes
+    gated = result["verdict_needing_a_region"]
+    assert gated["false_reject_rate"] <= m["false_reject_rate"] and gated["escape_rate"] >= m["escape_rate"]
+    assert gated["false_reject_rate"] <= result["mask_at_operating_point"]["spurious_share"]
+    assert "NG needing a region" in format_table({**result, "split": split.sizes()})
 
 
 def test_artefact_round_trip_gives_identical_outputs(trained):

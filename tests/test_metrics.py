@@ -75,6 +75,26 @@ def test_rates_at_threshold():
     assert esc == pytest.approx(0.5)
 
 
+def test_rates_at_threshold_with_the_region_rule():
+    # NG needs the score and a region: a good image above the threshold without a region is kept,
+    # a defect above it without one escapes
+    labels, scores = [0, 0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.7, 0.3, 0.7, 0.9, 0.4]
+    regions = [True, False, True, True, True, False, True]
+    fr, esc = metrics.rates_at_threshold(labels, scores, 0.5, regions)
+    assert fr == pytest.approx(0.25) and esc == pytest.approx(2 / 3)
+    assert metrics.rates_at_threshold(labels, scores, 0.5) == pytest.approx((0.5, 1 / 3))
+
+
+def test_has_region_is_any_pixel_the_cut_keeps():
+    maps = np.zeros((3, 8, 8))
+    maps[1, 2, 2] = 0.6  # one pixel at the level: the seed of a region
+    maps[2] = 0.59  # faint everywhere, nowhere at the level
+    regions = metrics.has_region(maps, 0.6)
+    assert regions.tolist() == [False, True, False]
+    from edge_inspector.model.mask_cut import cut_mask
+    assert regions.tolist() == [bool(cut_mask(m, 0.6, extent=0.3).any()) for m in maps]
+
+
 def test_metric_needs_both_classes():
     with pytest.raises(ValueError):
         metrics.roc_auc([1, 1], [0.2, 0.3])

@@ -39,6 +39,9 @@ PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation
 COLUMNS = list(METRIC_NAMES)
 MASK_COLUMNS = {"mask_iou": "mask IoU", "area_within_0.5_2": "areas within 0.5-2",
                 "spurious_share": "good with a region"}
+# the verdict where NG also needs a region (threshold.min_defect_area 1; harness "verdict_needing_a_region")
+GATED_COLUMNS = {"false_reject_rate": "false rejects, NG needing a region",
+                 "escape_rate": "escapes, NG needing a region"}
 
 
 def main() -> int:
@@ -111,12 +114,13 @@ def main() -> int:
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
 
-    header = ["variant", *COLUMNS, *MASK_COLUMNS.values(), "train s", "ms/image"]
+    header = ["variant", *COLUMNS, *MASK_COLUMNS.values(), *GATED_COLUMNS.values(), "train s", "ms/image"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, r in results.items():
-        mask = r.get("mask_at_operating_point") or {}
+        mask, gated = r.get("mask_at_operating_point") or {}, r.get("verdict_needing_a_region") or {}
         lines.append("| " + " | ".join([row, *(f"{r['metrics'][c]:.4f}" for c in COLUMNS),
                                         *(_cell(mask.get(c)) for c in MASK_COLUMNS),
+                                        *(_cell(gated.get(c)) for c in GATED_COLUMNS),
                                         f"{r['train_seconds']:.0f}", f"{r['ms_per_image']:.0f}"]) + " |")
     print("\n".join(lines))
     print(f"JSON: {args.out}")

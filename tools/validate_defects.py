@@ -50,7 +50,7 @@ from edge_inspector.data import load_split
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
 from edge_inspector.data.split import hold_out_few_shot
-from edge_inspector.evaluation.metrics import mask_metrics, summarise_masks
+from edge_inspector.evaluation.metrics import has_region, mask_metrics, summarise_masks
 from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import KMDGANArchitecture
@@ -67,11 +67,12 @@ SYNTHETIC_SEED = 7  # the check normals' synthetic anomalies; score calibration'
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
 
 
-def maps_and_scores(predict, samples: list, size: int) -> tuple[list, list]:
-    """Each sample's anomaly map and image score, as the service computes them."""
+def maps_and_scores(predict, samples, size: int, batched: bool = False) -> tuple[list, list]:
+    """Each sample's anomaly map and image score, as the service computes them. batched: samples
+    are model-input batches already (synthetic_batches)."""
     maps, scores = [], []
-    for batch in iter_batches(samples, size, 8):
-        m, s = predict(batch.images)
+    for images in samples if batched else (batch.images for batch in iter_batches(samples, size, 8)):
+        m, s = predict(images)
         maps += list(m)
         scores += list(s)
     return maps, scores
@@ -86,7 +87,7 @@ def false_rejects(model, check: list, size: int) -> dict:
     predict = numpy_predict(model)
     maps, scores = maps_and_scores(predict, check, size)
     rejected, upper = held_out_rejections(scores, model.threshold)
-    drawn = np.concatenate([predict(images)[1] for images in synthetic_batches(check, size, SYNTHETIC_SEED)])
+    drawn_maps, drawn = maps_and_scores(predict, synthetic_batches(check, size, SYNTHETIC_SEED), size, batched=True)
     synthetic_found, _ = held_out_rejections(drawn, model.threshold)  # at or above it, in float64 as the service
     cut = mask_metrics([0] * len(maps), [None] * len(maps), maps, model.pixel_threshold, extent=model.pixel_extent)
     return {"check_normals": len(scores), "check_rejected": rejected,
@@ -95,7 +96,15 @@ def false_rejects(model, check: list, size: int) -> dict:
             "check_with_region": cut["spurious_share"],
             "check_highest_scores": [round(float(x), 3) for x in np.sort(scores)[::-1][:5]],
             "check_synthetic_found": synthetic_found,
-            "check_synthetic_scores_median": round(float(np.median(drawn)), 3)}
+            "check_synthetic_scores_median": round(float(np.median(drawn)), 3),
+            # the same verdicts where NG also needs a region (threshold.min_defect_area 1)
+            "check_rejected_with_region": gated(maps, scores, model),
+            "check_synthetic_found_with_region": gated(drawn_maps, drawn, model)}
+
+
+def gated(maps: list, scores: list, model) -> int:
+    """How many images are NG where NG needs a score at or above the threshold and a region."""
+    return int((np.asarray(scores, dtype=np.float64) >= model.threshold)[has_region(maps, model.pixel_threshold)].sum())
 
 
 def measure(model, held: list, holdout: list, size: int) -> dict:
@@ -118,12 +127,15 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
                        per_image=True)
     scores = np.asarray(scores, dtype=np.float64)
     found = scores >= model.threshold  # as the service compares
+    regions = has_region(maps, level)
     # each held-out defect's own figures: which are missed, and how far below the threshold
-    cut["per_image"] = [{"image": n, "score": round(float(s), 3), "found": bool(f), **figures}
-                        for n, s, f, figures in zip(names, scores, found, cut["per_image"])]
+    cut["per_image"] = [{"image": n, "score": round(float(s), 3), "found": bool(f), "region": bool(r), **figures}
+                        for n, s, f, r, figures in zip(names, scores, found, regions, cut["per_image"])]
     # the image score's ranking, whatever the threshold: held-out defects against held-out normals
     auroc = roc_auc(np.asarray(labels), np.concatenate([scores, np.asarray(normal_scores, dtype=np.float64)]))
-    return {"defects": len(scores), "found": int(found.sum()), "threshold": round(float(model.threshold), 3),
+    return {"defects": len(scores), "found": int(found.sum()),
+            "found_with_region": int((found & regions).sum()),
+            "threshold": round(float(model.threshold), 3),
             "image_auroc": round(float(auroc), 4), **cut}
 
 
@@ -185,6 +197,7 @@ def pooled(folds: dict) -> dict:
             continue
         runs = [f["results"][text] for f in folds.values()]
         out[text] = {"defects": sum(r["defects"] for r in runs), "found": sum(r["found"] for r in runs),
+                     "found_with_region": sum(r.get("found_with_region", 0) for r in runs),
                      **summarise_masks([p for r in runs for p in r["per_image"]]),
                      "spurious_share": round(float(np.mean([r["spurious_share"] for r in runs])), 4),
                      # each fold's scores are on their own model's scale: the folds' mean, not one ranking
@@ -194,23 +207,29 @@ def pooled(folds: dict) -> dict:
             rejected, n = sum(r["check_rejected"] for r in runs), sum(r["check_normals"] for r in runs)
             out[text].update(check_normals=n, check_rejected=rejected,
                              check_false_reject_rate=round(rejected / n, 4),
-                             check_synthetic_found=sum(r["check_synthetic_found"] for r in runs))
+                             check_synthetic_found=sum(r["check_synthetic_found"] for r in runs),
+                             check_rejected_with_region=sum(r.get("check_rejected_with_region", 0) for r in runs),
+                             check_synthetic_found_with_region=sum(r.get("check_synthetic_found_with_region", 0)
+                                                                   for r in runs))
     return out
 
 
 def table(rows: dict) -> list[str]:
-    header = ["fold", "variant", "held-out defects found", "image AUROC", *COLUMNS, "held-out normals with a region",
-              "train s"]
+    header = ["fold", "variant", "held-out defects found (NG needing a region)", "image AUROC", *COLUMNS,
+              "held-out normals with a region", "train s"]
     checked = all("check_rejected" in r for r in rows.values())
-    header += ["check normals rejected", "synthetic on check normals found"] if checked else []
+    header += ["check normals rejected (NG needing a region)",
+               "synthetic on check normals found (NG needing a region)"] if checked else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (fold, text), r in rows.items():
-        cells = [fold, text, f"{r['found']} of {r['defects']}", f"{r['image_auroc']:.3f}"]
+        cells = [fold, text, f"{r['found']} ({r.get('found_with_region', '-')}) of {r['defects']}",
+                 f"{r['image_auroc']:.3f}"]
         cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
         cells += [f"{r['spurious_share']:.3f}", f"{r['train_seconds']:.0f}"]
         if checked:
-            cells += [f"{r['check_rejected']} of {r['check_normals']}",
-                      f"{r['check_synthetic_found']} of {r['check_normals']}"]
+            cells += [f"{r['check_rejected']} ({r.get('check_rejected_with_region', '-')}) of {r['check_normals']}",
+                      f"{r['check_synthetic_found']} ({r.get('check_synthetic_found_with_region', '-')}) "
+                      f"of {r['check_normals']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -16,7 +16,7 @@ from edge_inspector import __version__
 from edge_inspector.data.imageio import read_image, read_mask
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
-from edge_inspector.evaluation.metrics import mask_metrics, protocol_metrics
+from edge_inspector.evaluation.metrics import has_region, mask_metrics, protocol_metrics, rates_at_threshold
 from edge_inspector.inspection.frame import Predict, inspect_frame
 
 METRIC_NAMES = {
@@ -70,7 +70,7 @@ def evaluate_frames(frames: Iterable[tuple[np.ndarray, np.ndarray, int]], predic
     service.inspect); each anomaly map is brought to frame resolution, then map and mask to an
     eval_size square grid (masks by nearest neighbour) so that frames of different sizes stack.
     Time per frame counts the whole inspection (tiling and stitching included)."""
-    maps, scores, masks, labels = [], [], [], []
+    maps, scores, masks, labels, regions = [], [], [], [], []
     seconds = 0.0
     grid = (eval_size, eval_size)
     for image, mask, label in tqdm(frames, total=total, desc=f"evaluate ({inspection.mode})", disable=not progress):
@@ -82,15 +82,17 @@ def evaluate_frames(frames: Iterable[tuple[np.ndarray, np.ndarray, int]], predic
         masks.append(cv2.resize(mask.astype(np.uint8), grid, interpolation=cv2.INTER_NEAREST) > 0)
         scores.append(found.score)
         labels.append(label)
+        # on the frame's own map: a one-pixel peak may not survive the resize to the grid
+        regions.append(pixel_threshold is not None and bool((frame_map >= pixel_threshold).any()))
     result = _result(labels, np.array(scores, np.float64), np.stack(masks), np.stack(maps), threshold, seconds,
                      total if total is not None else len(labels), size, pixel_threshold=pixel_threshold,
-                     extent=extent)
+                     extent=extent, regions=regions)
     result.update(inspection=inspection.model_dump(mode="json"), eval_size=eval_size, batch_size=inspection.batch)
     return result
 
 
 def _result(labels, scores, masks, maps, threshold, seconds, offered, size, with_mask=None,
-            pixel_threshold=None, extent=None, types=None) -> dict:
+            pixel_threshold=None, extent=None, types=None, regions=None) -> dict:
     result = {
         "metrics": protocol_metrics(np.array(labels), scores, masks, maps, threshold, with_mask),
         "mask_at_operating_point": None if pixel_threshold is None else
@@ -103,6 +105,12 @@ def _result(labels, scores, masks, maps, threshold, seconds, offered, size, with
         "version": __version__,
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, {_cpu_count()} cores",
     }
+    if pixel_threshold is not None:
+        # the verdict where NG also needs a region of the shipped mask (threshold.min_defect_area 1)
+        false_rejects, escapes = rates_at_threshold(labels, scores, threshold,
+                                                    has_region(maps, pixel_threshold) if regions is None else regions)
+        result["verdict_needing_a_region"] = {"false_reject_rate": round(false_rejects, 4),
+                                              "escape_rate": round(escapes, 4)}
     kinds = sorted({t for t, label in zip(types or [], labels) if label})
     if pixel_threshold is not None and len(kinds) > 1:  # which defect kinds the masks miss
         result["mask_by_defect_type"] = {
@@ -139,6 +147,10 @@ def format_table(result: dict) -> str:
                  ("predicted / true area: median, share within 0.5-2",
                   f"{fmt(mask['area_ratio_median'])}, {fmt(mask['area_within_0.5_2'])}"),
                  ("good images with a spurious region", fmt(mask["spurious_share"]))]
+        gated = result.get("verdict_needing_a_region")
+        if gated:
+            rows.append(("false rejects / escapes, NG needing a region",
+                         f"{fmt(gated['false_reject_rate'])} / {fmt(gated['escape_rate'])}"))
         rows += [(f"  {kind}: mask IoU, area ratio (median, share within 0.5-2)",
                   f"{fmt(m['mask_iou'])}, {fmt(m['area_ratio_median'])}, {fmt(m['area_within_0.5_2'])}")
                  for kind, m in result.get("mask_by_defect_type", {}).items()]

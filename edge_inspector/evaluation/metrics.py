@@ -61,10 +61,15 @@ def aupro(masks: np.ndarray, maps: np.ndarray, fpr_limit: float = AUPRO_FPR_LIMI
     return float(np.trapezoid(y, x) / fpr_limit)
 
 
-def rates_at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float) -> tuple[float, float]:
-    """(false-reject rate of normals, escape rate of anomalies) where score >= threshold is NG."""
+def rates_at_threshold(labels: np.ndarray, scores: np.ndarray, threshold: float,
+                       regions: np.ndarray | None = None) -> tuple[float, float]:
+    """(false-reject rate of normals, escape rate of anomalies) where score >= threshold is NG;
+    with regions (per image, whether its cut mask has one: has_region), NG also needs a region, as
+    the service decides with threshold.min_defect_area > 0."""
     labels = np.asarray(labels).astype(bool)
     ng = np.asarray(scores) >= threshold
+    if regions is not None:
+        ng &= np.asarray(regions, bool)
     false_rejects = float(ng[~labels].mean()) if (~labels).any() else float("nan")
     escapes = float((~ng[labels]).mean()) if labels.any() else float("nan")
     return false_rejects, escapes
@@ -93,6 +98,13 @@ def protocol_metrics(labels, scores, masks, maps, threshold: float, with_mask=No
     out["f1_max_threshold"] = f1_threshold
     out["pixel_metrics"] = note
     return out
+
+
+def has_region(maps, pixel_threshold: float) -> np.ndarray:
+    """Per map, whether its cut (cut_mask, any extent) holds a region: a pixel at or above
+    pixel_threshold, every region's seed. A region of one map pixel covers at least one frame pixel,
+    so this is the service's region rule at threshold.min_defect_area 1."""
+    return np.array([bool((np.asarray(m) >= pixel_threshold).any()) for m in maps], dtype=bool)
 
 
 AREA_BAND = (0.5, 2.0)  # a predicted defect area within this factor of the true one counts as right
