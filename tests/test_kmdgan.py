@@ -393,6 +393,34 @@ def test_threshold_rule_comes_from_the_config_sets_the_threshold_and_travels_in_
     assert again.model.arch.threshold_rule == "tail" and again.threshold == pytest.approx(threshold)
 
 
+def test_mask_score_floor_leaves_faint_mask_responses_out_of_the_score_and_exports(trained, tmp_path):
+    from pydantic import ValidationError
+
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.runtime.export import export_checked
+
+    assert KMDGANArchitecture.from_config(small_config(mask_score_floor=0.5)).mask_score_floor == 0.5
+    assert KMDGANArchitecture.from_config(small_config()).mask_score_floor == 0.0  # the default, as before
+    with pytest.raises(ValidationError, match="mask_score_floor"):
+        small_config(mask_score_floor=1.0)
+    split, fixture = trained
+    model = load_artefact(fixture.path)
+    g = model.model
+    prob = torch.full((2, 1, 16, 16), 0.3)  # a faint response everywhere on image 0
+    prob[1, 0, :4, :4] = 0.8  # and a defect of 16 pixels on image 1
+    before = g.score_parts(prob, [])[:, 0]
+    g.arch.mask_score_floor = 0.5
+    after = g.score_parts(prob, [])[:, 0]
+    assert before[0] == pytest.approx(0.3) and after[0] == 0.0
+    assert after[1] == pytest.approx(16 * 0.8 / 100) and before[1] > after[1]  # top 100: 16 at 0.8, 84 at 0
+    again = _saved_and_loaded(model, model.threshold, tmp_path / "floor.safetensors")
+    assert again.model.arch.mask_score_floor == 0.5
+    # the exported graph applies the floor as torch does
+    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
+    figures = export_checked(again, tmp_path / "floor.onnx", images)
+    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
+
+
 def _saved_and_loaded(model, threshold: float, path):
     """The loaded model written again with its present settings and the given threshold, read back."""
     from edge_inspector.model.kmdgan.artefact import save_artefact

@@ -35,6 +35,7 @@ from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 from edge_inspector.model.scoring import THRESHOLD_RULES
 
+MASK_SCORE_FLOOR = 0.5  # the recalibrated rows' floor: the mask head's own decision level
 PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
 COLUMNS = list(METRIC_NAMES)
 MASK_COLUMNS = {"mask_iou": "mask IoU", "area_within_0.5_2": "areas within 0.5-2",
@@ -106,11 +107,15 @@ def main() -> int:
         if row == "full" and model.model.matched:
             # set after training: the same weights with the other score scaling, or the other
             # threshold rule, each its own operating threshold from the same held-out normals
-            for key, values in (("score_scale", ("spread", "gap")), ("threshold_rule", THRESHOLD_RULES)):
-                other = next(v for v in values if v != getattr(model.model.arch, key))
-                results[f"full, {key} {other}"] = recalibrated(args, split, model, prepared.holdout, key, other,
-                                                               train_s, cut)
-                print(f"full, {key} {other}: {results[f'full, {key} {other}']['metrics']}", flush=True)
+            others = [{key: next(v for v in values if v != getattr(model.model.arch, key))}
+                      for key, values in (("score_scale", ("spread", "gap")), ("threshold_rule", THRESHOLD_RULES))]
+            if not model.model.arch.mask_score_floor:
+                others += [{"mask_score_floor": MASK_SCORE_FLOOR},
+                           {"mask_score_floor": MASK_SCORE_FLOOR, "score_scale": "gap"}]
+            for settings in others:
+                name = "full, " + ", ".join(f"{k} {v}" for k, v in settings.items())
+                results[name] = recalibrated(args, split, model, prepared.holdout, settings, train_s, cut)
+                print(f"{name}: {results[name]['metrics']}", flush=True)
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
 
@@ -127,19 +132,21 @@ def main() -> int:
     return 0
 
 
-def recalibrated(args, split, model, holdout, key: str, value: str, train_s: float, cut: dict) -> dict:
-    """The test figures of the trained model with one score-calibration setting changed (score
+def recalibrated(args, split, model, holdout, settings: dict, train_s: float, cut: dict) -> dict:
+    """The test figures of the trained model with score-calibration settings changed (score
     calibration re-run on its held-out normals, a new operating threshold; the map is unchanged).
     Its artefact goes beside the row's, with its own held-out record; the model is left as it was."""
     alt = copy.deepcopy(model)
-    setattr(alt.model.arch, key, value)
+    for key, value in settings.items():
+        setattr(alt.model.arch, key, value)
     size = alt.input_size
     threshold = calibrate_scores(alt.model, alt.banks, holdout, split.few_shot, size, 0.01)
     result = evaluate(numpy_predict(alt), split, size, threshold, batch_size=1, progress=False, **cut)
     result["train_seconds"] = round(train_s, 1)
     result["threshold"] = threshold
     training = {**alt.meta["training"], "threshold_held_out": alt.model.threshold_record}
-    save_artefact(args.workdir / f"full-{key}-{value}.safetensors", alt.model, alt.banks, threshold, size,
+    name = "-".join(f"{k}-{v}" for k, v in settings.items())
+    save_artefact(args.workdir / f"full-{name}.safetensors", alt.model, alt.banks, threshold, size,
                   training, alt.pixel_threshold, alt.pixel_extent)
     return result
 

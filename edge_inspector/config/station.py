@@ -81,6 +81,8 @@ class KMDGANModelConfig(Strict):
         "the score that at most target_false_reject_rate of them reach (with under 100 of them and a 1 % target: "
         "above their largest); tail, the same quantile of an exponential tail fitted to their top 15 % "
         "(docs/kmdgan.md). A tiled station's frame threshold has its own rule.")
+    mask_score_floor: float = Field(0.0, ge=0, lt=1, description="Mask probabilities under this level count as 0 "
+                                    "in the image score's mask part (0: all count; docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

@@ -72,6 +72,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"score_scale {arch.score_scale!r} unknown")
     if arch.threshold_rule not in THRESHOLD_RULES:
         raise ValueError(f"threshold_rule {arch.threshold_rule!r} unknown")
+    if not 0 <= float(arch.mask_score_floor) < 1:
+        raise ValueError(f"mask_score_floor {arch.mask_score_floor} not within [0, 1)")
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
     if not set(arch.map_strides) <= set(arch.match_strides):

@@ -75,6 +75,10 @@ class KMDGANArchitecture:
     # how the operating threshold is read off the held-out normals' scores (scoring.threshold_by_rule);
     # "empirical" for artefacts written before the choice
     threshold_rule: str = "empirical"
+    # mask probabilities under this level count as 0 in the image score's mask part: a faint response
+    # on a good image (under the mask head's own 0.5) is not standardised into a large score by the
+    # mask's tiny spread on normals; 0: every probability counts (artefacts written before the choice)
+    mask_score_floor: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -94,6 +98,7 @@ class KMDGANArchitecture:
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
                    score_scale=cfg.score_scale, threshold_rule=cfg.threshold_rule,
+                   mask_score_floor=cfg.mask_score_floor,
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 
@@ -183,7 +188,10 @@ class KMDGANGenerator(nn.Module):
     def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
         """(B, parts): the top-k mean of the mask and, with memory, the aggregated memory distance."""
         k = min(self.arch.top_k, prob[0].numel())
-        parts = [prob.float().flatten(1).topk(k, dim=1).values.mean(1)]  # float32: standardised by small spreads
+        p = prob.float().flatten(1)  # float32: standardised by small spreads
+        if self.arch.mask_score_floor > 0:
+            p = torch.where(p >= self.arch.mask_score_floor, p, torch.zeros_like(p))
+        parts = [p.topk(k, dim=1).values.mean(1)]
         if distances:
             d = distances[self.distance_index]
             parts.append(aggregate(d.flatten(1), mode or self.arch.distance_score))
