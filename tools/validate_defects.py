@@ -61,7 +61,8 @@ from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_che
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor")
-RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor")  # whose variants re-run the score calibration (and so the threshold)
+# whose variants re-run the score calibration (and so the threshold)
+RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor")
 TARGET_FALSE_REJECTS = 0.01
 SYNTHETIC_SEED = 7  # the check normals' synthetic anomalies; score calibration's own draws use 0
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
