@@ -12,6 +12,8 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
 With --check-normals, a second set of training normals (every 10th) is kept out of training
 altogether (`split_check_normals`), and the false rejects at the operating threshold are counted on
 them: the held-out normals cannot show those, because the threshold is set on them.
+The table gives in brackets the same counts where NG also needs a region of the shipped mask
+(`threshold.min_defect_area` 1).
 
     python tools/validate_defects.py --variants default copy_paste=0
     python tools/validate_defects.py --variants default "synthetic_kinds=[texture, shading]"
