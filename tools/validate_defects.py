@@ -107,7 +107,8 @@ def false_rejects(model, check: list, size: int) -> dict:
 
 def gated(maps: list, scores: list, model) -> int:
     """How many images are NG where NG needs a score at or above the threshold and a region."""
-    return int((np.asarray(scores, dtype=np.float64) >= model.threshold)[has_region(maps, model.pixel_threshold)].sum())
+    return held_out_rejections(np.asarray(scores, dtype=np.float64)[has_region(maps, model.pixel_threshold)],
+                               model.threshold)[0]
 
 
 def measure(model, held: list, holdout: list, size: int) -> dict:
