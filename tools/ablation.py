@@ -112,6 +112,8 @@ def main() -> int:
             if not model.model.arch.mask_score_floor:
                 others += [{"mask_score_floor": MASK_SCORE_FLOOR},
                            {"mask_score_floor": MASK_SCORE_FLOOR, "score_scale": "gap"}]
+            if not model.model.arch.score_from_map and model.model.arch.blend != "none":
+                others.append({"score_from_map": True})
             for settings in others:
                 name = "full, " + ", ".join(f"{k} {v}" for k, v in settings.items())
                 results[name] = recalibrated(args, split, model, prepared.holdout, settings, train_s, cut)

@@ -62,9 +62,10 @@ from edge_inspector.model.kmdgan.training import train_kmdgan
 from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_check_normals, split_holdout
 
 # what --from-artefact variants may change
-INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor")
+INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
+                  "score_from_map")
 # whose variants re-run the score calibration (and so the threshold)
-RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor")
+RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map")
 TARGET_FALSE_REJECTS = 0.01
 SYNTHETIC_SEED = 7  # the check normals' synthetic anomalies; score calibration's own draws use 0
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")

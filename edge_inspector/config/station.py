@@ -83,6 +83,8 @@ class KMDGANModelConfig(Strict):
         "(docs/kmdgan.md). A tiled station's frame threshold has its own rule.")
     mask_score_floor: float = Field(0.0, ge=0, lt=1, description="Mask probabilities under this level count as 0 "
                                     "in the image score's mask part (0: all count; docs/kmdgan.md).")
+    score_from_map: bool = Field(False, description="The image score's first part from the anomaly map (mask and "
+                                 "memory distance blended) instead of the learned mask alone (docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

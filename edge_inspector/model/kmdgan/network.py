@@ -79,6 +79,11 @@ class KMDGANArchitecture:
     # on a good image (under the mask head's own 0.5) is not standardised into a large score by the
     # mask's tiny spread on normals; 0: every probability counts (artefacts written before the choice)
     mask_score_floor: float = 0.0
+    # the image score's first part from the anomaly map (the learned mask blended with the memory
+    # distance, as the shipped mask is cut) instead of the learned mask alone: a confident mask
+    # response where the memory distance says normal (no region ships) then scores low too;
+    # False: the mask alone (artefacts written before the choice)
+    score_from_map: bool = False
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -98,7 +103,7 @@ class KMDGANArchitecture:
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
                    score_scale=cfg.score_scale, threshold_rule=cfg.threshold_rule,
-                   mask_score_floor=cfg.mask_score_floor,
+                   mask_score_floor=cfg.mask_score_floor, score_from_map=cfg.score_from_map,
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 
@@ -188,6 +193,8 @@ class KMDGANGenerator(nn.Module):
     def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
         """(B, parts): the top-k mean of the mask and, with memory, the aggregated memory distance."""
         k = min(self.arch.top_k, prob[0].numel())
+        if self.arch.score_from_map and distances and self.arch.blend != "none":
+            prob = self.anomaly_map(prob, [_square(d) for d in distances])
         p = prob.float().flatten(1)  # float32: standardised by small spreads
         if self.arch.mask_score_floor > 0:
             p = torch.where(p >= self.arch.mask_score_floor, p, torch.zeros_like(p))
@@ -234,6 +241,14 @@ class KMDGANGenerator(nn.Module):
         logits, distances = self.decode(image, feats, self.match(feats, list(banks)))
         prob = torch.sigmoid(logits)
         return self.anomaly_map(prob, distances)[:, 0], self.score(prob, distances)
+
+
+def _square(d: torch.Tensor) -> torch.Tensor:
+    """A distance map (B, 1, h, w), also from its flattened (B, 1, h*w) form (square inputs)."""
+    if d.dim() == 4:
+        return d
+    side = int(round(d.shape[-1] ** 0.5))
+    return d.reshape(d.shape[0], 1, side, side)
 
 
 def _up(x: torch.Tensor, like: torch.Tensor | None = None, scale: int | None = None, size=None) -> torch.Tensor:
