@@ -421,6 +421,32 @@ def test_mask_score_floor_leaves_faint_mask_responses_out_of_the_score_and_expor
     assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
 
 
+def test_score_from_map_scores_the_blended_map_and_exports(trained, tmp_path):
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.model.kmdgan.score_calibration import outputs
+    from edge_inspector.runtime.export import export_checked
+
+    assert KMDGANArchitecture.from_config(small_config(score_from_map=True)).score_from_map
+    assert not KMDGANArchitecture.from_config(small_config()).score_from_map  # the default, as before
+    split, fixture = trained
+    model = load_artefact(fixture.path)
+    g = model.model
+    prob, dists = outputs(g, model.banks, split.test[:6], model.input_size)  # distances flattened (N, h*w)
+    flat = [d.view(len(prob), 1, -1) for d in dists]
+    mask_part = g.score_parts(prob, flat)[:, 0]
+    g.arch.score_from_map = True
+    map_part = g.score_parts(prob, flat)[:, 0]
+    side = [model.input_size // s for s in g.matched]
+    blended = g.anomaly_map(prob, [d.view(len(prob), 1, n, n) for d, n in zip(dists, side)])
+    expected = blended.flatten(1).topk(g.arch.top_k, dim=1).values.mean(1)
+    assert torch.allclose(map_part, expected) and not torch.allclose(map_part, mask_part)
+    again = _saved_and_loaded(model, model.threshold, tmp_path / "map.safetensors")
+    assert again.model.arch.score_from_map
+    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
+    figures = export_checked(again, tmp_path / "map.onnx", images)
+    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
+
+
 def _saved_and_loaded(model, threshold: float, path):
     """The loaded model written again with its present settings and the given threshold, read back."""
     from edge_inspector.model.kmdgan.artefact import save_artefact
