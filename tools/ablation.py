@@ -105,8 +105,9 @@ def main() -> int:
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)
         if row == "full" and model.model.matched:
-            # set after training: the same weights with the other score scaling, or the other
-            # threshold rule, each its own operating threshold from the same held-out normals
+            # set after training: the same weights with the other score scaling, the other threshold
+            # rule, a floor under the score's mask part, or that part from the blended map, each its
+            # own operating threshold from the same held-out normals
             others = [{key: next(v for v in values if v != getattr(model.model.arch, key))}
                       for key, values in (("score_scale", ("spread", "gap")), ("threshold_rule", THRESHOLD_RULES))]
             if not model.model.arch.mask_score_floor:

@@ -11,7 +11,8 @@ Image score: the mean of the top-k mask probabilities plus the memory distance a
 stride aggregated as the baseline does (stride and max, top-10 mean or mean: chosen on training
 data), each standardised by its
 level on held-out training normals (the learned mask ranks defects it has
-learned; the memory distance keeps ranking the kinds it has never seen).
+learned; the memory distance keeps ranking the kinds it has never seen). Options: the mask part
+above a floor only (mask_score_floor), or from the blended anomaly map (score_from_map).
 """
 
 from __future__ import annotations
