@@ -400,7 +400,7 @@ def test_mask_score_floor_leaves_faint_mask_responses_out_of_the_score_and_expor
     from edge_inspector.runtime.export import export_checked
 
     assert KMDGANArchitecture.from_config(small_config(mask_score_floor=0.5)).mask_score_floor == 0.5
-    assert KMDGANArchitecture.from_config(small_config()).mask_score_floor == 0.0  # the default, as before
+    assert KMDGANArchitecture.from_config(small_config()).mask_score_floor == 0.0  # the default (docs/kmdgan.md)
     with pytest.raises(ValidationError, match="mask_score_floor"):
         small_config(mask_score_floor=1.0)
     split, fixture = trained
@@ -408,6 +408,7 @@ def test_mask_score_floor_leaves_faint_mask_responses_out_of_the_score_and_expor
     g = model.model
     prob = torch.full((2, 1, 16, 16), 0.3)  # a faint response everywhere on image 0
     prob[1, 0, :4, :4] = 0.8  # and a defect of 16 pixels on image 1
+    g.arch.mask_score_floor = 0.0
     before = g.score_parts(prob, [])[:, 0]
     g.arch.mask_score_floor = 0.5
     after = g.score_parts(prob, [])[:, 0]
@@ -431,15 +432,16 @@ def test_score_from_map_scores_the_blended_map_and_exports(trained, tmp_path):
     split, fixture = trained
     model = load_artefact(fixture.path)
     g = model.model
-    prob, dists = outputs(g, model.banks, split.test[:6], model.input_size)  # distances flattened (N, h*w)
-    flat = [d.view(len(prob), 1, -1) for d in dists]
-    mask_part = g.score_parts(prob, flat)[:, 0]
+    prob, dists = outputs(g, model.banks, split.test[:6], model.input_size)
+    mask_part = g.score_parts(prob, dists)[:, 0]
     g.arch.score_from_map = True
-    map_part = g.score_parts(prob, flat)[:, 0]
-    side = [model.input_size // s for s in g.matched]
-    blended = g.anomaly_map(prob, [d.view(len(prob), 1, n, n) for d, n in zip(dists, side)])
+    map_part = g.score_parts(prob, dists)[:, 0]
+    blended = g.anomaly_map(prob, dists)
     expected = blended.flatten(1).topk(g.arch.top_k, dim=1).values.mean(1)
     assert torch.allclose(map_part, expected) and not torch.allclose(map_part, mask_part)
+    # the service's forward builds the map once and scores from it: the same score as built apart
+    amap, score = g.map_and_score(prob, dists)
+    assert torch.allclose(amap, blended[:, 0]) and torch.allclose(score, g.score(prob, dists))
     again = _saved_and_loaded(model, model.threshold, tmp_path / "map.safetensors")
     assert again.model.arch.score_from_map
     images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])

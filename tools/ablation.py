@@ -35,7 +35,7 @@ from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
 from edge_inspector.model.scoring import THRESHOLD_RULES
 
-MASK_SCORE_FLOOR = 0.5  # the recalibrated rows' floor: the mask head's own decision level
+MASK_SCORE_FLOOR = 0.5  # a recalibrated row's floor where the model has none: the mask head's own decision level
 PARTS = ["adversarial", "memory_matching", "cross_scale_fusion", "map_modulation", "edge_context"]
 COLUMNS = list(METRIC_NAMES)
 MASK_COLUMNS = {"mask_iou": "mask IoU", "area_within_0.5_2": "areas within 0.5-2",
@@ -110,9 +110,8 @@ def main() -> int:
             # own operating threshold from the same held-out normals
             others = [{key: next(v for v in values if v != getattr(model.model.arch, key))}
                       for key, values in (("score_scale", ("spread", "gap")), ("threshold_rule", THRESHOLD_RULES))]
-            if not model.model.arch.mask_score_floor:
-                others += [{"mask_score_floor": MASK_SCORE_FLOOR},
-                           {"mask_score_floor": MASK_SCORE_FLOOR, "score_scale": "gap"}]
+            floor = model.model.arch.mask_score_floor
+            others.append({"mask_score_floor": 0.0 if floor else MASK_SCORE_FLOOR})
             if not model.model.arch.score_from_map and model.model.arch.blend != "none":
                 others.append({"score_from_map": True})
             for settings in others:

@@ -139,7 +139,7 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
     # the image score's ranking, whatever the threshold: held-out defects against held-out normals
     auroc = roc_auc(np.asarray(labels), np.concatenate([scores, np.asarray(normal_scores, dtype=np.float64)]))
     return {"defects": len(scores), "found": int(found.sum()),
-            "found_with_region": int((found & regions).sum()),
+            "found_with_region": gated(maps, scores, model),
             "threshold": round(float(model.threshold), 3),
             "image_auroc": round(float(auroc), 4), **cut}
 
@@ -202,7 +202,7 @@ def pooled(folds: dict) -> dict:
             continue
         runs = [f["results"][text] for f in folds.values()]
         out[text] = {"defects": sum(r["defects"] for r in runs), "found": sum(r["found"] for r in runs),
-                     "found_with_region": sum(r.get("found_with_region", 0) for r in runs),
+                     "found_with_region": sum(r["found_with_region"] for r in runs),
                      **summarise_masks([p for r in runs for p in r["per_image"]]),
                      "spurious_share": round(float(np.mean([r["spurious_share"] for r in runs])), 4),
                      # each fold's scores are on their own model's scale: the folds' mean, not one ranking
@@ -213,8 +213,8 @@ def pooled(folds: dict) -> dict:
             out[text].update(check_normals=n, check_rejected=rejected,
                              check_false_reject_rate=round(rejected / n, 4),
                              check_synthetic_found=sum(r["check_synthetic_found"] for r in runs),
-                             check_rejected_with_region=sum(r.get("check_rejected_with_region", 0) for r in runs),
-                             check_synthetic_found_with_region=sum(r.get("check_synthetic_found_with_region", 0)
+                             check_rejected_with_region=sum(r["check_rejected_with_region"] for r in runs),
+                             check_synthetic_found_with_region=sum(r["check_synthetic_found_with_region"]
                                                                    for r in runs))
     return out
 

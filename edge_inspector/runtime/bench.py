@@ -208,9 +208,7 @@ def stage_flops(model) -> dict[str, float]:
         out["matching"] = c.get_total_flops() / 1e9
         with FlopCounterMode(display=False) as c:
             logits, distances = g.decode(image, feats, memories)
-            prob = torch.sigmoid(logits)
-            g.anomaly_map(prob, distances)
-            g.score(prob, distances)
+            g.map_and_score(torch.sigmoid(logits), distances)
         out["decoder_and_score"] = c.get_total_flops() / 1e9
     return {k: round(v, 3) for k, v in out.items()}
 
@@ -231,9 +229,7 @@ def stage_times(model, runs: int = 20) -> dict[str, float]:
             memories = g.match(feats, model.banks)
             t2 = time.perf_counter()
             logits, distances = g.decode(image, feats, memories)
-            prob = torch.sigmoid(logits)
-            g.anomaly_map(prob, distances)
-            g.score(prob, distances)
+            g.map_and_score(torch.sigmoid(logits), distances)
             t3 = time.perf_counter()
             if i >= 3:
                 for k, (a, b) in zip(stages, ((t0, t1), (t1, t2), (t2, t3))):

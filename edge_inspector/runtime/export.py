@@ -83,8 +83,8 @@ class HalfPrecision(torch.nn.Module):
         g = self.generator
         feats = g.features(image)
         logits, distances = g.decode(image, feats, g.match(feats, list(banks)))
-        prob = torch.sigmoid(logits)
-        return g.anomaly_map(prob, distances)[:, 0].float(), g.score(prob, distances).float()
+        amap, score = g.map_and_score(torch.sigmoid(logits), distances)
+        return amap.float(), score.float()
 
 
 def export_onnx(model: LoadedModel, out: Path, opset: int = OPSET, precision: str = "fp32") -> Path:

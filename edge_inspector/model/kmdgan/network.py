@@ -191,11 +191,13 @@ class KMDGANGenerator(nn.Module):
         """The positional profile of matched stride i (mean 1 over the map), or 1 without one."""
         return getattr(self, f"position_{self.matched[i]}") if self.arch.position_sides else 1.0
 
-    def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor], mode: str | None = None) -> torch.Tensor:
-        """(B, parts): the top-k mean of the mask and, with memory, the aggregated memory distance."""
+    def score_parts(self, prob: torch.Tensor, distances: list[torch.Tensor], mode: str | None = None,
+                    amap: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, parts): the top-k mean of the mask and, with memory, the aggregated memory distance.
+        distances: (B, 1, h, w) per matched stride; amap: anomaly_map()'s result where the caller has it."""
         k = min(self.arch.top_k, prob[0].numel())
         if self.arch.score_from_map and distances and self.arch.blend != "none":
-            prob = self.anomaly_map(prob, [_square(d) for d in distances])
+            prob = self.anomaly_map(prob, distances) if amap is None else amap
         p = prob.float().flatten(1)  # float32: standardised by small spreads
         if self.arch.mask_score_floor > 0:
             p = torch.where(p >= self.arch.mask_score_floor, p, torch.zeros_like(p))
@@ -210,9 +212,10 @@ class KMDGANGenerator(nn.Module):
         s = self.arch.distance_stride
         return self.matched.index(s) if s in self.matched else 0
 
-    def score(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> torch.Tensor:
+    def score(self, prob: torch.Tensor, distances: list[torch.Tensor], amap: torch.Tensor | None = None
+              ) -> torch.Tensor:
         """Image score: the sum of the parts, each standardised by its level on held-out normals."""
-        s = self.score_parts(prob, distances)
+        s = self.score_parts(prob, distances, amap=amap)
         n = s.shape[1]
         return ((s - self.score_center[:n].float()) / self.score_scale[:n].float()).sum(1)
 
@@ -240,16 +243,13 @@ class KMDGANGenerator(nn.Module):
         """Anomaly map (B, H, W) in [0, 1] and image score (B,). banks: one per matched stride."""
         feats = self.features(image)
         logits, distances = self.decode(image, feats, self.match(feats, list(banks)))
-        prob = torch.sigmoid(logits)
-        return self.anomaly_map(prob, distances)[:, 0], self.score(prob, distances)
+        return self.map_and_score(torch.sigmoid(logits), distances)
 
-
-def _square(d: torch.Tensor) -> torch.Tensor:
-    """A distance map (B, 1, h, w), also from its flattened (B, 1, h*w) form (square inputs)."""
-    if d.dim() == 4:
-        return d
-    side = int(round(d.shape[-1] ** 0.5))
-    return d.reshape(d.shape[0], 1, side, side)
+    def map_and_score(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anomaly map (B, H, W) and image score (B,) from the mask probabilities and distance maps;
+        the map is built once, also where the score reads it (score_from_map)."""
+        amap = self.anomaly_map(prob, distances)
+        return amap[:, 0], self.score(prob, distances, amap=amap)
 
 
 def _up(x: torch.Tensor, like: torch.Tensor | None = None, scale: int | None = None, size=None) -> torch.Tensor:

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 
 def outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, h*w)."""
+    """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, 1, h, w)."""
     return outputs_of(model, banks, (batch.images for batch in iter_batches(samples, size, 8)))
 
 
@@ -32,7 +32,7 @@ def outputs_of(model: KMDGANGenerator, banks, batches) -> tuple[torch.Tensor, li
         feats = model.features(image)
         logits, distances = model.decode(image, feats, model.match(feats, banks))
         probs.append(torch.sigmoid(logits))
-        dists.append([d.flatten(1) for d in distances])
+        dists.append(distances)
     if not probs:
         return torch.zeros(0), []
     return torch.cat(probs), [torch.cat(per) for per in zip(*dists)]
@@ -43,10 +43,8 @@ MAP_NORMAL_QUANTILE = 0.999  # a held-out normal pixel reaches the blend's 0.5 o
 
 def set_map_levels(model: KMDGANGenerator, dists: list[torch.Tensor], size: int) -> None:
     """The map blend's centre and spread per stride, from held-out normals' upsampled distances."""
-    for i, (stride, d) in enumerate(zip(model.matched, dists)):
-        side = size // stride
-        up = torch.nn.functional.interpolate(d.view(-1, 1, side, side), size=(size, size), mode="bilinear",
-                                             align_corners=False).flatten()
+    for i, d in enumerate(dists):
+        up = torch.nn.functional.interpolate(d, size=(size, size), mode="bilinear", align_corners=False).flatten()
         sample = up[torch.randperm(up.numel(), generator=torch.Generator().manual_seed(0))[:2_000_000]]
         model.map_center[i] = torch.quantile(sample, MAP_NORMAL_QUANTILE)
         model.map_scale[i] = sample.std().clamp_min(1e-6)
@@ -54,7 +52,7 @@ def set_map_levels(model: KMDGANGenerator, dists: list[torch.Tensor], size: int)
 
 def score_parts(model: KMDGANGenerator, prob: torch.Tensor, dists: list[torch.Tensor]) -> torch.Tensor:
     """(N, parts) of outputs()' results, unscaled."""
-    return model.score_parts(prob, [d.view(len(prob), 1, -1) for d in dists])
+    return model.score_parts(prob, dists)
 
 
 def synthetic_batches(samples, size: int, seed: int = 0):
@@ -103,7 +101,7 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     if dists:
         candidates = {}
         for stride, dist, few_dist in zip(model.matched, dists, few[1] or [None] * len(dists)):
-            mode, aucs = choose_score_mode(dist, few_dist)
+            mode, aucs = choose_score_mode(dist.flatten(1), None if few_dist is None else few_dist.flatten(1))
             candidates[stride] = (aucs.get(mode, 0.0), mode, aucs)
         # the best separation wins; ties keep the finer stride (first in matched)
         stride = max(candidates, key=lambda s: candidates[s][0])
