@@ -44,7 +44,8 @@ class KMDGANModelConfig(Strict):
     input_size: int = Field(256, ge=64, le=1024, multiple_of=32, description="Square model input in pixels.")
     bank_size: int = Field(KMDGAN_BANK_SIZE, ge=16, description="Memory entries per matched scale.")
     sampler: Literal["random", "coreset"] = Field("coreset", description="Bank subsampling (coreset: greedy k-center).")
-    match_strides: list[Literal[8, 16]] = Field([8, 16], min_length=1, description="Backbone strides matched against memory.")
+    match_strides: list[Literal[4, 8, 16]] = Field([8, 16], min_length=1, description="Backbone strides matched "
+                                                   "against memory (4: a finer distance at about 4x the search of 8).")
     modules: KMDGANModulesConfig = Field(default_factory=KMDGANModulesConfig)
     backbone: BackboneConfig = Field(default_factory=BackboneConfig)
     profile: Literal["fast", "full"] = Field("fast", description="fast: a 2-core CPU in minutes; full: a GPU.")
@@ -66,7 +67,7 @@ class KMDGANModelConfig(Strict):
         "docs/kmdgan.md.")
     map_blend: Literal["geometric", "max", "none"] | bool = Field("geometric", description="The anomaly map from the "
                                                                   "mask and memory distance (docs/kmdgan.md).")
-    map_strides: list[Literal[8, 16]] | None = Field(None, description="The matched strides whose memory "
+    map_strides: list[Literal[4, 8, 16]] | None = Field(None, description="The matched strides whose memory "
                                                      "distance enters the map blend; none: all (docs/kmdgan.md).")
     full_resolution: bool = Field(False, description="A last decoder stage at the input's resolution, with the "
                                   "image's edges, before the mask head (docs/kmdgan.md).")

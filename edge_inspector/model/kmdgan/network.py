@@ -169,7 +169,9 @@ class KMDGANGenerator(nn.Module):
         if self.fusion is not None:
             xs = self.fusion(xs)
         x4, x8, x16 = xs
-        gate = (lambda s, x: self.modulation[str(s)](x, distances[0].to(x.dtype))) if self.modulation is not None \
+        # the stride-8 distance gates the decoder (the first matched one where 8 is not matched)
+        gated_by = distances[self.matched.index(8)] if 8 in self.matched else distances[0] if distances else None
+        gate = (lambda s, x: self.modulation[str(s)](x, gated_by.to(x.dtype))) if self.modulation is not None \
             else (lambda s, x: x)
         z = gate(16, x16)
         z = gate(8, self.up8(torch.cat([_up(z, x8), x8], 1)))
