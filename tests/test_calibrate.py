@@ -146,3 +146,37 @@ def test_defects_take_the_folder_layouts_mask_convention(tmp_path):
     (source / "pit_01.png").unlink()
     with pytest.raises(UserError, match="pit_01.jpg: no mask found"):
         import_defects(source, tmp_path / "out2")
+
+
+def test_calibration_rates_count_the_region_rule_and_a_retune_at_another_level_drops_it(tmp_path):
+    from edge_inspector.calibration.held_out import rates
+
+    frames, defects, count = _line(tmp_path)
+    config = _station(tmp_path, frames)
+    cfg = yaml.safe_load(config.read_text())
+    cfg["threshold"]["min_defect_area"] = 4
+    config.write_text(yaml.safe_dump(cfg))
+    assert main(["calibrate", "--config", str(config), "--count", str(count), "--defects", str(defects),
+                 "--quiet"]) == 0
+    folder = station_folder(load_config(config))
+    record = json.loads((store.current(folder) / "calibration.json").read_text())
+    scores, regions = record["held_out_scores"], record["held_out_regions"]
+    assert record["min_defect_area"] == 4 and regions["min_defect_area"] == 4
+    assert regions["pixel_threshold"] == record["pixel_threshold"]
+    assert len(regions["normal"]) == len(scores["normal"]) and len(regions["defect"]) == len(scores["defect"]) == 3
+    # the recorded rates are the gated ones, recomputed from what the record holds
+    expected = rates(scores["normal"], scores["defect"], record["threshold"], regions["normal"], regions["defect"])
+    assert record["expected_false_reject_rate"] == expected["false_reject_rate"]
+    assert record["expected_escape_rate"] == expected["escape_rate"]
+    assert "a region of at least 4 frame pixels" in (store.current(folder) / "report" / "index.html").read_text()
+
+    # a retune at the same pixel threshold keeps the regions; at another, its rates go by score alone
+    t = record["threshold"] * 0.5
+    store.retune(folder, t, record["pixel_threshold"], "test", "cli")
+    kept = json.loads((store.current(folder) / "calibration.json").read_text())
+    assert kept["held_out_regions"] == regions
+    assert kept["expected_false_reject_rate"] == rates(scores["normal"], [], t, regions["normal"])["false_reject_rate"]
+    store.retune(folder, t, min(0.99, record["pixel_threshold"] + 0.05), "test", "cli")
+    moved = json.loads((store.current(folder) / "calibration.json").read_text())
+    assert moved["held_out_regions"] is None
+    assert moved["expected_false_reject_rate"] == rates(scores["normal"], [], t)["false_reject_rate"]

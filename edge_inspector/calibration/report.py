@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_inspector.model.scoring import held_out_rejections
+from edge_inspector.calibration.held_out import rates
 
 
 def overlay(image: np.ndarray, predicted: np.ndarray | None, truth: np.ndarray | None = None) -> np.ndarray:
@@ -54,16 +54,17 @@ def score_plot(path: Path, normal: np.ndarray, defect: np.ndarray, threshold: fl
     return path
 
 
-def trade_off(threshold: float, normal: np.ndarray, defect: np.ndarray) -> list[dict]:
+def trade_off(threshold: float, normal: np.ndarray, defect: np.ndarray, normal_gate=None, defect_gate=None
+              ) -> list[dict]:
     """False rejects (with their 95 % upper bound) and escapes at the chosen threshold and at lower
-    ones (held-out normal score quantiles): what a stricter setting would cost and catch."""
+    ones (held-out normal score quantiles): what a stricter setting would cost and catch. Gates:
+    which parts have a region, where NG also needs one (held_out.gates)."""
     levels = [threshold] + [float(np.quantile(normal, q)) for q in (0.98, 0.95, 0.9) if len(normal)]
     rows = []
     for t in sorted(set(levels), reverse=True):
-        k, upper = held_out_rejections(normal, t)
-        rows.append({"threshold": round(t, 4), "false_rejects": k / max(len(normal), 1),
-                     "false_rejects_upper_95": upper,
-                     "escapes": float((defect < t).mean()) if len(defect) else None})
+        r = rates(normal, defect, t, normal_gate, defect_gate)
+        rows.append({"threshold": round(t, 4), "false_rejects": r["false_reject_rate"] or 0.0,
+                     "false_rejects_upper_95": r["false_reject_upper_95"], "escapes": r["escape_rate"]})
     return rows
 
 
@@ -74,7 +75,8 @@ def _trade_off_row(r: dict) -> str:
 
 
 def write_report(folder: Path, station: str, threshold: float, normal_scores: np.ndarray, defect_scores: np.ndarray,
-                 overlays: list[tuple[str, np.ndarray]], collection: dict, training: dict) -> Path:
+                 overlays: list[tuple[str, np.ndarray]], collection: dict, training: dict,
+                 gate: tuple = (None, None), min_area: int = 0) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     score_plot(folder / "scores.png", normal_scores, defect_scores, threshold)
     names = []
@@ -82,18 +84,23 @@ def write_report(folder: Path, station: str, threshold: float, normal_scores: np
         name = f"overlay_{i:02d}.png"
         cv2.imwrite(str(folder / name), image)
         names.append((name, caption))
-    frr = float((normal_scores >= threshold).mean()) if len(normal_scores) else float("nan")
-    escape = float((defect_scores < threshold).mean()) if len(defect_scores) else float("nan")
-    escape_text = (f"{escape:.1%} of {len(defect_scores)} defect samples below it (optimistic: the model was "
+    expected = rates(normal_scores, defect_scores, threshold, *gate)
+    frr = expected["false_reject_rate"] if len(normal_scores) else float("nan")
+    escape = expected["escape_rate"] if len(defect_scores) else float("nan")
+    escape_text = (f"{escape:.1%} of {len(defect_scores)} defect samples let through (optimistic: the model was "
                    "trained on these few defects)" if len(defect_scores) else
                    "not estimated: no labelled defect samples; trained on synthetic anomalies alone "
                    "(add some with calibrate --defects)")
-    _, upper = held_out_rejections(normal_scores, threshold)
+    upper = expected["false_reject_upper_95"]
+    # with threshold.min_defect_area, NG needs a region too: the rates count it, and say so
+    region_text = (f"NG: the score at or above the threshold and a region of at least {min_area} frame pixels "
+                   "(threshold.min_defect_area), as the service judges" if min_area else
+                   "NG: the score at or above the threshold (threshold.min_defect_area 0: no region needed)")
     rule = training.get("threshold_held_out", {}).get("rule")  # absent for a tiled station's frame threshold
     rule_text = {"empirical": " (rule empirical: just above the held-out normals' order statistic)",
                  "tail": " (rule tail: the quantile of a tail fitted to the held-out normals' top scores)",
                  }.get(rule, "")
-    rows = "".join(_trade_off_row(r) for r in trade_off(threshold, normal_scores, defect_scores))
+    rows = "".join(_trade_off_row(r) for r in trade_off(threshold, normal_scores, defect_scores, *gate))
     rejected = "".join(f"<li>{html.escape(str(src))}: {html.escape(reason)}</li>"
                        for src, reason in collection.get("rejected", []))
     figures = "".join(f'<figure><img src="{n}" width="256"><figcaption>{html.escape(c)}</figcaption></figure>'
@@ -105,7 +112,8 @@ td,th{{padding:2px 10px;text-align:left}}</style></head><body>
 <h1>Calibration report: {html.escape(station)}</h1>
 <table>
 <tr><th>operating threshold</th><td>{threshold:.4f}{html.escape(rule_text)}</td></tr>
-<tr><th>expected false-reject rate</th><td>{frr:.1%} of {len(normal_scores)} held-out normals at or above it;
+<tr><th>verdict</th><td>{html.escape(region_text)}</td></tr>
+<tr><th>expected false-reject rate</th><td>{frr:.1%} of {len(normal_scores)} held-out normals rejected;
  with so few, the rate may really be up to {upper:.1%} (95 % Wilson bound)</td></tr>
 <tr><th>expected escape rate</th><td>{escape_text}</td></tr>
 <tr><th>normal samples kept / rejected</th><td>{collection.get('kept', '-')} / {len(collection.get('rejected', []))}</td></tr>

@@ -11,14 +11,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edge_inspector.calibration import store
 from edge_inspector.calibration.collect import grab, import_defects, store_normals
+from edge_inspector.calibration.held_out import gates, has_regions, ng, rates, regions_record
 from edge_inspector.calibration.report import overlay, trade_off, write_report
 from edge_inspector.data.folder import list_images
-from edge_inspector.data.imageio import from_tensor_layout
-from edge_inspector.data.loader import iter_batches
+from edge_inspector.data.imageio import read_mask
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.errors import ConfigError, UserError
 from edge_inspector.model.mask_cut import cut_levels, cut_mask
@@ -39,19 +38,10 @@ def samples(folder: Path) -> Split:
     return Split(train_normal=normals, few_shot=defects[:MAX_FEW_SHOT])
 
 
-def _predict(model, sample_list, size: int) -> list[tuple]:
-    """(sample, BGR image, true mask, anomaly map, score) for each readable sample."""
-    out = []
-    for batch in iter_batches(sample_list, size, 8):
-        maps, scores = model(torch.from_numpy(batch.images))
-        out += zip(batch.samples, from_tensor_layout(batch.images), batch.masks, maps.numpy(), scores.numpy())
-    return out
-
-
 def calibrate(cfg, count: int | None = None, defects: Path | None = None, progress: bool = True,
               grab_frames: bool = True) -> Path:
     """Returns the new calibration's folder (now current)."""
-    from edge_inspector.inspection.tiled_training import predict_frames, train_station_model
+    from edge_inspector.inspection.tiled_training import inspect_frames, train_station_model
 
     if cfg.model.kind != "kmdgan":
         raise ConfigError("model.kind: calibrate trains KMDGAN; set model.kind: kmdgan")
@@ -77,35 +67,43 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
     model = train_station_model(split, cfg.model, cfg.inspection, work / "model.safetensors",
                                 cfg.threshold.target_false_reject_rate, seed=cfg.calibration.seed, progress=progress)
     _, holdout = split_holdout(split.train_normal)
-    if cfg.inspection.mode == "tiles":  # judged as the service will: whole frames, in tiles
-        predicted = lambda samples: predict_frames(model, samples, cfg.inspection)  # noqa: E731
-    else:
-        predicted = lambda samples: _predict(model, samples, model.input_size)  # noqa: E731
+    # judged as the service will (inspection.mode and roi; whole frames, in tiles when tiled), so
+    # that the rates below are the line's
+    normal = [r for *_, r in inspect_frames(model, holdout, cfg.inspection)]
+    defects_out = inspect_frames(model, split.few_shot, cfg.inspection)
     # float64, as the service compares (a float32 array would round the threshold, the next float64
     # above the largest held-out score, back onto that score and count it as rejected)
-    normal_scores = np.array([score for *_, score in predicted(holdout)], dtype=np.float64)
-    defects_out = predicted(split.few_shot)
-    defect_scores = np.array([score for *_, score in defects_out], dtype=np.float64)
-    overlays = []
+    normal_scores = np.array([r.score for r in normal], dtype=np.float64)
+    defect_scores = np.array([r.score for *_, r in defects_out], dtype=np.float64)
     level, extent = cut_levels(cfg.threshold, model)
-    for sample, image, truth, amap, score in defects_out:
-        verdict = "NG" if score >= model.threshold else "OK (escape)"
-        overlays.append((f"{sample.image.name}: score {score:.2f}, {verdict}",
-                         overlay(image, cut_mask(amap, level, extent) > 0, truth)))
+    min_area = cfg.threshold.min_defect_area
+    # with threshold.min_defect_area, NG also needs a region: which held-out parts have one
+    regions = regions_record(has_regions(normal, level, extent, min_area),
+                             has_regions([r for *_, r in defects_out], level, extent, min_area),
+                             level, extent, min_area) if min_area else None
+    gate = gates(regions, level, min_area)
+    expected = rates(normal_scores, defect_scores, model.threshold, *gate)
+    overlays = []
+    for (sample, image, r), found in zip(defects_out, ng(defect_scores, model.threshold, gate[1])):
+        truth = read_mask(sample.mask, image.shape[:2])
+        overlays.append((f"{sample.image.name}: score {r.score:.2f}, {'NG' if found else 'OK (escape)'}",
+                         overlay(image, cut_mask(r.frame_map(), level, extent) > 0, truth)))
     training = model.meta["training"]
     report = write_report(work / "report", cfg.station, model.threshold, normal_scores, defect_scores, overlays,
-                          collection, training)
+                          collection, training, gate, min_area)
     record = {"station": cfg.station, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "threshold": model.threshold, "pixel_threshold": model.pixel_threshold,
               "pixel_extent": model.pixel_extent, "model_sha256": model.meta["sha256"],
               "normal_samples": len(split.train_normal), "defect_samples": len(split.few_shot),
               "held_out_normals": len(normal_scores),
-              "expected_false_reject_rate": float((normal_scores >= model.threshold).mean()) if len(normal_scores) else None,
-              "expected_escape_rate": float((defect_scores < model.threshold).mean()) if len(defect_scores) else None,
-              "trade_off": trade_off(model.threshold, normal_scores, defect_scores),
+              "expected_false_reject_rate": expected["false_reject_rate"],
+              "expected_escape_rate": expected["escape_rate"],
+              "min_defect_area": min_area,
+              "trade_off": trade_off(model.threshold, normal_scores, defect_scores, *gate),
               # what the commissioning page's threshold tuning replays
               "held_out_scores": {"normal": [round(float(s), 5) for s in normal_scores],
                                   "defect": [round(float(s), 5) for s in defect_scores]},
+              "held_out_regions": regions,
               "report": "report/index.html"}
     (work / "calibration.json").write_text(json.dumps(record, indent=2) + "\n")
     work.rename(version)

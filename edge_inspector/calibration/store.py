@@ -13,6 +13,7 @@ import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
+from edge_inspector.calibration.held_out import gates, rates
 from edge_inspector.errors import UserError
 
 
@@ -85,9 +86,13 @@ def retune(station_dir: Path, threshold: float, pixel_threshold: float, who: str
         shutil.copytree(now / "report", work / "report")
     scores = record.get("held_out_scores") or {}
     normal, defect = scores.get("normal") or [], scores.get("defect") or []
+    # regions cut at another pixel threshold say nothing of this one: the rates go by score alone
+    gate = gates(record.get("held_out_regions"), pixel_threshold, record.get("min_defect_area", 0))
+    expected = rates(normal, defect, threshold, *gate)
     record.update(created=when, threshold=threshold, pixel_threshold=pixel_threshold, retuned=change,
-                  expected_false_reject_rate=sum(s >= threshold for s in normal) / len(normal) if normal else None,
-                  expected_escape_rate=sum(s < threshold for s in defect) / len(defect) if defect else None)
+                  expected_false_reject_rate=expected["false_reject_rate"],
+                  expected_escape_rate=expected["escape_rate"],
+                  held_out_regions=record.get("held_out_regions") if gate[0] is not None else None)
     (work / "calibration.json").write_text(json.dumps(record, indent=2) + "\n")
     work.rename(version)
     switch(station_dir, version)

@@ -202,7 +202,8 @@ class WebServer:
         scores = held_out(current(station_folder(self.service.cfg)))
         return JSONResponse({"threshold": self.service.threshold, "pixel_threshold": self.service.pixel_threshold,
                              "proposed": {"threshold": t, "pixel_threshold": p}, "items": items,
-                             "held_out": rates(scores, t), "held_out_scores": scores})
+                             "held_out": rates(scores, t, p, self.service.cfg.threshold.min_defect_area),
+                             "held_out_scores": scores})
 
     async def replay_image(self, request: Request) -> Response:
         seen = self.replay.get(request.path_params["seq"])

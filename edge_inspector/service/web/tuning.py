@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edge_inspector.calibration.held_out import gates
+from edge_inspector.calibration.held_out import rates as held_out_rates
 from edge_inspector.service.web.render import regions_at
 
 
@@ -63,16 +65,19 @@ class Replay:
 
 
 def held_out(calibration: Path | None) -> dict:
-    """The current calibration's held-out normal and defect scores (calibration.json), if recorded."""
+    """The current calibration's held-out normal and defect scores (calibration.json), if recorded,
+    with which of them have a region where the calibration counted regions (held_out_regions)."""
     if calibration is None or not (calibration / "calibration.json").is_file():
-        return {"normal": [], "defect": [], "version": None}
+        return {"normal": [], "defect": [], "regions": None, "version": None}
     record = json.loads((calibration / "calibration.json").read_text())
     scores = record.get("held_out_scores") or {}
-    return {"normal": scores.get("normal") or [], "defect": scores.get("defect") or [], "version": calibration.name}
+    return {"normal": scores.get("normal") or [], "defect": scores.get("defect") or [],
+            "regions": record.get("held_out_regions"), "version": calibration.name}
 
 
-def rates(scores: dict, threshold: float) -> dict:
-    """What the held-out parts say of a threshold: normals rejected, defects let through."""
-    normal, defect = scores["normal"], scores["defect"]
-    return {"normal_rejected": sum(s >= threshold for s in normal), "normal_total": len(normal),
-            "defect_escaped": sum(s < threshold for s in defect), "defect_total": len(defect)}
+def rates(scores: dict, threshold: float, pixel_threshold: float | None = None, min_area: int = 0) -> dict:
+    """What the held-out parts say of a setting: normals rejected, defects let through; with
+    min_area > 0, NG also needs a region, counted where the calibration cut the regions at this
+    pixel threshold (else by score alone, regions_counted false)."""
+    gate = gates(scores.get("regions"), pixel_threshold, min_area) if pixel_threshold is not None else (None, None)
+    return held_out_rates(scores["normal"], scores["defect"], threshold, *gate)

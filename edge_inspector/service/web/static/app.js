@@ -92,6 +92,7 @@ async function loadTuning(reset) {
   const h = t.held_out;
   $("#heldout").textContent = h.normal_total || h.defect_total
     ? h.normal_rejected + " of " + h.normal_total + " normals rejected, " + h.defect_escaped + " of " + h.defect_total + " defects let through"
+      + (h.regions_counted ? " (NG needing a region, as threshold.min_defect_area asks)" : "")
     : "none recorded in this calibration";
   const cards = $("#replay");
   cards.textContent = "";
