@@ -456,3 +456,33 @@ def _saved_and_loaded(model, threshold: float, path):
     save_artefact(path, model.model, model.banks, threshold, model.input_size, model.meta["training"],
                   model.pixel_threshold, model.pixel_extent)
     return load_artefact(path)
+
+
+def test_stride_4_matching_trains_exports_and_keeps_the_stride_8_gate(product_set, tmp_path):
+    from edge_inspector.data import load_split
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.model.kmdgan.training import train_kmdgan
+    from edge_inspector.runtime.export import export_checked
+
+    split = load_split("folder", product_set)
+    cfg = small_config(match_strides=[8, 4, 16], bank_size=500, iterations=4)
+    model = train_kmdgan(split, cfg, tmp_path / "s4.safetensors", target_false_reject_rate=0.1, seed=0,
+                         progress=False)
+    g = model.model.eval()
+    assert g.matched == [4, 8, 16] and [b.shape[1] for b in model.banks] == [24, 40, 112]
+    assert g.arch.position_sides == [32, 16, 8]  # 128 px at strides 4, 8, 16
+    # the modulation reads the stride-8 distance, as it does without stride 4: a change to the
+    # stride-4 distance alone leaves the decoder's logits as they are
+    image = torch.from_numpy(next(iter_batches(split.test[:2], 128, 2)).images)
+    with torch.no_grad():
+        feats = g.features(image)
+        memories = g.match(feats, model.banks)
+        logits, distances = g.decode(image, feats, memories)
+        g.position_4.mul_(2.0)  # the stride-4 distance halved everywhere
+        again, moved = g.decode(image, feats, memories)
+        g.position_4.div_(2.0)
+    assert torch.allclose(moved[0], distances[0] / 2) and torch.equal(moved[1], distances[1])
+    assert torch.allclose(again, logits)
+    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
+    figures = export_checked(load_artefact(tmp_path / "s4.safetensors"), tmp_path / "s4.onnx", images)
+    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
