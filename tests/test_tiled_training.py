@@ -16,7 +16,7 @@ from edge_inspector.data import load_split
 from edge_inspector.data.sample import Sample
 from edge_inspector.data.synthetic_product import write_large_frame_set
 from edge_inspector.inspection.frame import tile_boxes
-from edge_inspector.inspection.tiled_training import MIN_DEFECT_PIXELS, predict_frames, tiled_split
+from edge_inspector.inspection.tiled_training import MIN_DEFECT_PIXELS, inspect_frames, tiled_split
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.scoring import split_holdout
 from edge_inspector.service.control import load_model
@@ -82,8 +82,8 @@ def test_calibrate_in_tiles_mode_trains_on_tiles_and_sets_the_threshold_on_whole
     assert record["mode"] == "tiles" and record["tile_size"] == 128 and record["held_out_frames"] == 2
     assert record["tiles"] == 18 * len(tile_boxes((384, 512), 128, 0.25)) and record["defect_tiles"] >= 3
     held = split_holdout([p for p in sorted((station / "normal").iterdir())])[1]
-    frames = predict_frames(model, [Sample(p, None, 0, "good") for p in held], cfg.inspection)
-    scores = [score for *_, score in frames]
+    frames = [r for *_, r in inspect_frames(model, [Sample(p, None, 0, "good") for p in held], cfg.inspection)]
+    scores = [r.score for r in frames]
     thresholds = record["thresholds"]  # the frames' own: every one of 2 passes at a 1 % target
     assert thresholds["frames"] == pytest.approx(float(np.nextafter(max(scores), np.inf)), rel=1e-5)
     # 2 frames of 20 tiles leave 2 scores above their 95th percentile: too few for a tail, no tail estimate
@@ -94,7 +94,7 @@ def test_calibrate_in_tiles_mode_trains_on_tiles_and_sets_the_threshold_on_whole
     assert model.threshold == thresholds["frames"]
     calibration = json.loads((version / "calibration.json").read_text())
     assert calibration["held_out_scores"]["normal"] == pytest.approx(scores, abs=1e-4)
-    assert frames[0][3].shape == (384, 512)  # judged at frame resolution, stitched
+    assert frames[0].frame_map().shape == (384, 512)  # judged at frame resolution, stitched
     with caplog.at_level(logging.WARNING):
         load_model(cfg, tmp_path / "cache")
         assert "trained for inspection.mode" not in caplog.text

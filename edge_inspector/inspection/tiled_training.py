@@ -87,12 +87,6 @@ def inspect_frames(model, samples: list[Sample], inspection) -> list[tuple]:
     return out
 
 
-def predict_frames(model, samples: list[Sample], inspection) -> list[tuple]:
-    """(sample, BGR frame, true mask, map at frame resolution, score) for each readable frame."""
-    return [(s, image, read_mask(s.mask, image.shape[:2]), r.frame_map(), r.score)
-            for s, image, r in inspect_frames(model, samples, inspection)]
-
-
 def frame_thresholds(results: list, overlap: float, target_false_reject_rate: float) -> dict[str, float]:
     """The frame-level threshold two ways: from the held-out frames' own scores (the largest of a
     few), and from the fitted tail of all their tiles' scores (model/scoring.py), with the number of
