@@ -14,7 +14,7 @@ import numpy as np
 
 from edge_inspector.calibration import store
 from edge_inspector.calibration.collect import grab, import_defects, store_normals
-from edge_inspector.calibration.held_out import gates, has_regions, ng, rates, regions_record
+from edge_inspector.calibration.held_out import has_regions, ng, rates, regions_record
 from edge_inspector.calibration.report import overlay, trade_off, write_report
 from edge_inspector.data.folder import list_images
 from edge_inspector.data.imageio import read_mask
@@ -78,10 +78,9 @@ def calibrate(cfg, count: int | None = None, defects: Path | None = None, progre
     level, extent = cut_levels(cfg.threshold, model)
     min_area = cfg.threshold.min_defect_area
     # with threshold.min_defect_area, NG also needs a region: which held-out parts have one
-    regions = regions_record(has_regions(normal, level, extent, min_area),
-                             has_regions([r for *_, r in defects_out], level, extent, min_area),
-                             level, extent, min_area) if min_area else None
-    gate = gates(regions, level, min_area)
+    gate = (has_regions(normal, level, extent, min_area),
+            has_regions([r for *_, r in defects_out], level, extent, min_area)) if min_area else (None, None)
+    regions = regions_record(*gate, level, extent, min_area) if min_area else None
     expected = rates(normal_scores, defect_scores, model.threshold, *gate)
     overlays = []
     for (sample, image, r), found in zip(defects_out, ng(defect_scores, model.threshold, gate[1])):

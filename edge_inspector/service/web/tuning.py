@@ -75,9 +75,9 @@ def held_out(calibration: Path | None) -> dict:
             "regions": record.get("held_out_regions"), "version": calibration.name}
 
 
-def rates(scores: dict, threshold: float, pixel_threshold: float | None = None, min_area: int = 0) -> dict:
+def rates(scores: dict, threshold: float, pixel_threshold: float, min_area: int) -> dict:
     """What the held-out parts say of a setting: normals rejected, defects let through; with
     min_area > 0, NG also needs a region, counted where the calibration cut the regions at this
     pixel threshold (else by score alone, regions_counted false)."""
-    gate = gates(scores.get("regions"), pixel_threshold, min_area) if pixel_threshold is not None else (None, None)
+    gate = gates(scores.get("regions"), pixel_threshold, min_area)
     return held_out_rates(scores["normal"], scores["defect"], threshold, *gate)
