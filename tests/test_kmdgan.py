@@ -213,6 +213,38 @@ def test_the_pixel_threshold_is_chosen_on_training_data_and_stored(trained):
 
 
 
+def test_the_cut_is_chosen_on_the_anomalies_cut_defects_names(trained):
+    from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
+    from edge_inspector.model.scoring import split_holdout
+
+    split, model = trained
+    _, holdout = split_holdout(split.train_normal)
+    args = (model.model, model.banks, holdout)
+    synthetic = choose_pixel_threshold(*args, split.few_shot, model.input_size, 1, defects="synthetic")
+    assert synthetic == choose_pixel_threshold(*args, [], model.input_size, 1)  # the few-shot images never read
+    trained_cut = choose_pixel_threshold(*args, split.few_shot, model.input_size, 1)
+    assert trained_cut[2] == model.meta["training"]["pixel_threshold_validation"]  # what train chose with
+    dice = [f["anomaly_dice"] for f in synthetic[2].values()]
+    assert dice != [f["anomaly_dice"] for f in trained_cut[2].values()]  # the few-shot defects entered
+    # the held-out normals' half is the same data either way
+    assert [f["normals_clean"] for f in synthetic[2].values()] == [f["normals_clean"] for f in trained_cut[2].values()]
+
+
+def test_the_dice_grid_finds_the_hysteresis_pair_that_cuts_a_defect_exactly():
+    from edge_inspector.model.kmdgan.pixel_threshold import best_extent, dice_grid
+
+    anomaly_map = np.zeros((32, 32), np.float32)
+    anomaly_map[8:20, 8:20] = 0.3  # the defect's faint rim
+    anomaly_map[12:16, 12:16] = 0.9  # its confident core
+    anomaly_map[26:30, 26:30] = 0.3  # a faint blob that reaches no threshold: never kept
+    truth = np.zeros((32, 32), bool)
+    truth[8:20, 8:20] = True
+    grid = dice_grid([anomaly_map], [truth])
+    assert grid[0.85][0.25] == 1.0 and best_extent(grid[0.85]) == 0.3  # ties: the highest extent that holds the rim
+    assert grid[0.85][0.85] == pytest.approx(2 * 16 / (16 + 144))  # the plain cut keeps the core alone
+    assert dice_grid([anomaly_map], [truth], hysteresis=False)[0.85] == {0.85: grid[0.85][0.85]}
+
+
 def test_the_threshold_record_says_what_the_held_out_normals_can_tell(trained):
     from edge_inspector.model.scoring import rate_upper_bound
 

@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 import time
+import typing
 from pathlib import Path
 
 from variants import PREPARED_KEYS, overrides, variant_config
@@ -30,6 +31,7 @@ from edge_inspector.data import load_split
 from edge_inspector.evaluation.harness import METRIC_NAMES, evaluate
 from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.artefact import save_artefact
+from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores
 from edge_inspector.model.kmdgan.training import prepare, train_kmdgan
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
@@ -92,7 +94,8 @@ def main() -> int:
         # map is a distance with no level chosen for it, so it has none
         cut = {} if row == "baseline" else {"pixel_threshold": model.pixel_threshold, "extent": model.pixel_extent}
         result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False, **cut)
-        result["train_seconds"] = round(train_s, 1)
+        result.update(train_seconds=round(train_s, 1), **({} if row == "baseline" else
+                      {"pixel_threshold": model.pixel_threshold, "pixel_extent": model.pixel_extent}))
         results[row] = result
         print(f"{row}: {result['metrics']} train {train_s:.0f} s, {result['ms_per_image']} ms/image", flush=True)
         blend = model.model.arch.map_blend if row != "baseline" else "none"
@@ -101,9 +104,18 @@ def main() -> int:
             model.model.arch.map_blend = "none"
             result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False, **cut)
             model.model.arch.map_blend = blend
-            result["train_seconds"] = round(train_s, 1)
+            result.update(train_seconds=round(train_s, 1), pixel_threshold=cut["pixel_threshold"],
+                          pixel_extent=cut["extent"])
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)
+        if row == "full":
+            # the cut is chosen after training: the same model and threshold, the cut chosen on the
+            # other anomalies `model.cut_defects` may name
+            for defects in typing.get_args(KMDGANModelConfig.model_fields["cut_defects"].annotation):
+                if defects != cfg.cut_defects:
+                    name = f"full, cut_defects {defects}"
+                    results[name] = recut(split, model, prepared.holdout, defects, args.seed, threshold, train_s)
+                    print(f"{name}: {results[name]['metrics']}", flush=True)
         if row == "full" and model.model.matched:
             # set after training: the same weights with the other score scaling, the other threshold
             # rule, a floor under the score's mask part, or that part from the blended map, each its
@@ -121,11 +133,12 @@ def main() -> int:
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
 
-    header = ["variant", *COLUMNS, *MASK_COLUMNS.values(), *GATED_COLUMNS.values(), "train s", "ms/image"]
+    header = ["variant", *COLUMNS, "cut (threshold / extent)", *MASK_COLUMNS.values(), *GATED_COLUMNS.values(),
+              "train s", "ms/image"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, r in results.items():
         mask, gated = r.get("mask_at_operating_point") or {}, r.get("verdict_needing_a_region") or {}
-        lines.append("| " + " | ".join([row, *(f"{r['metrics'][c]:.4f}" for c in COLUMNS),
+        lines.append("| " + " | ".join([row, *(f"{r['metrics'][c]:.4f}" for c in COLUMNS), _cut(r),
                                         *(_cell(mask.get(c)) for c in MASK_COLUMNS),
                                         *(_cell(gated.get(c)) for c in GATED_COLUMNS),
                                         f"{r['train_seconds']:.0f}", f"{r['ms_per_image']:.0f}"]) + " |")
@@ -144,12 +157,23 @@ def recalibrated(args, split, model, holdout, settings: dict, train_s: float, cu
     size = alt.input_size
     threshold = calibrate_scores(alt.model, alt.banks, holdout, split.few_shot, size, 0.01)
     result = evaluate(numpy_predict(alt), split, size, threshold, batch_size=1, progress=False, **cut)
-    result["train_seconds"] = round(train_s, 1)
-    result["threshold"] = threshold
+    result.update(train_seconds=round(train_s, 1), threshold=threshold, pixel_threshold=cut["pixel_threshold"],
+                  pixel_extent=cut["extent"])
     training = {**alt.meta["training"], "threshold_held_out": alt.model.threshold_record}
     name = "-".join(f"{k}-{v}" for k, v in settings.items())
     save_artefact(args.workdir / f"full-{name}.safetensors", alt.model, alt.banks, threshold, size,
                   training, alt.pixel_threshold, alt.pixel_extent)
+    return result
+
+
+def recut(split, model, holdout, defects: str, seed: int, threshold: float, train_s: float) -> dict:
+    """The test figures of the trained model with its mask cut re-chosen, as `train` chooses it, on
+    the anomalies `defects` names."""
+    level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, split.few_shot, model.input_size,
+                                              seed, defects=defects)
+    result = evaluate(numpy_predict(model), split, model.input_size, threshold, batch_size=1, progress=False,
+                      pixel_threshold=level, extent=extent)
+    result.update(train_seconds=round(train_s, 1), pixel_threshold=level, pixel_extent=extent)
     return result
 
 
@@ -161,6 +185,13 @@ def row_settings(row: str) -> str:
     if part != row and part in PARTS:
         return f"modules={{{part}: false}}"
     return row
+
+
+def _cut(r: dict) -> str:
+    if "pixel_threshold" not in r:
+        return "-"
+    extent = r["pixel_extent"]
+    return f"{r['pixel_threshold']:g} / {'plain' if extent is None else f'{extent:g}'}"
 
 
 def _cell(value) -> str:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The demo's masks at the pixel threshold each validation rule chooses (model/kmdgan/pixel_threshold.py:
-the few-shot defects as trained, or pasted onto held-out normals), on a `make demo` output folder:
+the few-shot defects as trained, pasted onto held-out normals, or left out), on a `make demo` output folder:
 the rule is chosen on the demo's calibration (its held-out normals and labelled defects), then the
 masks of the line run's defective parts are cut at it, as the service cuts them, and compared with
 the defects the demo drew. The demo's synthetic product is a validation set here: it chooses.
@@ -35,7 +35,7 @@ from edge_inspector.model.scoring import split_holdout  # noqa: E402
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--demo", type=Path, default=Path("demo"), help="the output folder of `edge-inspector demo`")
-    p.add_argument("--defects", nargs="+", default=["trained", "pasted"], choices=["trained", "pasted"],
+    p.add_argument("--defects", nargs="+", default=["trained", "pasted"], choices=["trained", "pasted", "synthetic"],
                    help="how the few-shot defects enter the pixel threshold's validation")
     p.add_argument("--cuts", nargs="+", default=["hysteresis", "plain"], choices=["hysteresis", "plain"],
                    help="the mask cut: with an extent level chosen beside the pixel threshold, or at one level")

@@ -38,7 +38,7 @@ def main() -> int:
     p.add_argument("--root", type=Path, default=Path("../shared/data/magnetic-tile"))
     p.add_argument("--category")
     p.add_argument("--blends", nargs="+", default=list(BLENDS), choices=BLENDS)
-    p.add_argument("--defects", nargs="+", default=["trained"], choices=["trained", "pasted"],
+    p.add_argument("--defects", nargs="+", default=["trained"], choices=["trained", "pasted", "synthetic"],
                    help="how the few-shot defects enter the pixel threshold's validation (pixel_threshold.py)")
     p.add_argument("--cuts", nargs="+", default=["hysteresis"], choices=["hysteresis", "plain"],
                    help="the mask cut: with an extent level (model/mask_cut.cut_mask) or at one level")

@@ -56,14 +56,14 @@ from edge_inspector.evaluation.metrics import has_region, mask_metrics, summaris
 from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import KMDGANArchitecture
-from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
+from edge_inspector.model.kmdgan.pixel_threshold import best_extent, choose_pixel_threshold, dice_grid
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, synthetic_batches
 from edge_inspector.model.kmdgan.training import train_kmdgan
 from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_check_normals, split_holdout
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
-                  "score_from_map")
+                  "score_from_map", "cut_defects")
 # whose variants re-run the score calibration (and so the threshold)
 RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map")
 TARGET_FALSE_REJECTS = 0.01
@@ -141,7 +141,19 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
     return {"defects": len(scores), "found": int(found.sum()),
             "found_with_region": int((found & regions).sum()),  # the regions above: not cut again
             "threshold": round(float(model.threshold), 3),
-            "image_auroc": round(float(auroc), 4), **cut}
+            "pixel_threshold": level, "pixel_extent": extent,
+            "image_auroc": round(float(auroc), 4), **cut,
+            # the cut these held-out defects would choose for themselves (Dice alone, no normals)
+            "held_out_dice_grid": {str(t): {str(e): round(d, 4) for e, d in row.items()}
+                                   for t, row in dice_grid(maps, masks).items()}}
+
+
+def best_cut(grid: dict) -> dict:
+    """The (pixel threshold, extent) of a Dice grid with the highest mean Dice; extent None: plain."""
+    rows = {float(t): {float(e): d for e, d in row.items()} for t, row in grid.items()}
+    pairs = {t: best_extent(row) for t, row in rows.items()}
+    t = max(rows, key=lambda t: rows[t][pairs[t]])
+    return {"pixel_threshold": t, "extent": None if pairs[t] >= t else pairs[t], "dice": rows[t][pairs[t]]}
 
 
 def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: list, few_shot: list, seed: int):
@@ -157,7 +169,8 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: li
     if keys & set(RECALIBRATED):
         model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
                                                    model.input_size, TARGET_FALSE_REJECTS)
-    level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed)
+    level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed,
+                                              defects=cfg.cut_defects)
     model.meta["pixel_threshold"], model.meta["pixel_extent"] = level, extent
     return model
 
@@ -208,6 +221,10 @@ def pooled(folds: dict) -> dict:
                      # each fold's scores are on their own model's scale: the folds' mean, not one ranking
                      "image_auroc": round(float(np.mean([r["image_auroc"] for r in runs])), 4),
                      "train_seconds": sum(r["train_seconds"] for r in runs)}
+        if all("held_out_dice_grid" in r for r in runs):  # folds of equal size: the grids' mean
+            grids = [r["held_out_dice_grid"] for r in runs]
+            out[text]["held_out_dice_grid"] = {t: {e: round(float(np.mean([g[t][e] for g in grids])), 4) for e in row}
+                                               for t, row in grids[0].items()}
         if all("check_rejected" in r for r in runs):  # each fold's own threshold: the counts add up
             rejected, n = sum(r["check_rejected"] for r in runs), sum(r["check_normals"] for r in runs)
             out[text].update(check_normals=n, check_rejected=rejected,
@@ -219,9 +236,14 @@ def pooled(folds: dict) -> dict:
     return out
 
 
+def cut_text(level, extent) -> str:
+    return "-" if level is None else f"{level:g} / {'plain' if extent is None else f'{extent:g}'}"
+
+
 def table(rows: dict) -> list[str]:
     header = ["fold", "variant", "held-out defects found (NG needing a region)", "image AUROC", *COLUMNS,
-              "held-out normals with a region", "train s"]
+              "held-out normals with a region", "cut (threshold / extent)",
+              "best cut on the held-out defects (Dice)", "train s"]
     checked = all("check_rejected" in r for r in rows.values())
     header += ["check normals rejected (NG needing a region)",
                "synthetic on check normals found (NG needing a region)"] if checked else []
@@ -230,7 +252,10 @@ def table(rows: dict) -> list[str]:
         cells = [fold, text, f"{r['found']} ({r.get('found_with_region', '-')}) of {r['defects']}",
                  f"{r['image_auroc']:.3f}"]
         cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
-        cells += [f"{r['spurious_share']:.3f}", f"{r['train_seconds']:.0f}"]
+        cells += [f"{r['spurious_share']:.3f}", cut_text(r.get("pixel_threshold"), r.get("pixel_extent"))]
+        best = best_cut(r["held_out_dice_grid"]) if "held_out_dice_grid" in r else None
+        cells += [f"{cut_text(best['pixel_threshold'], best['extent'])} ({best['dice']:.3f})" if best else "-",
+                  f"{r['train_seconds']:.0f}"]
         if checked:
             cells += [f"{r['check_rejected']} ({r.get('check_rejected_with_region', '-')}) of {r['check_normals']}",
                       f"{r['check_synthetic_found']} ({r.get('check_synthetic_found_with_region', '-')}) "

@@ -87,6 +87,11 @@ class KMDGANModelConfig(Strict):
                                     "in the image score's mask part (0: all count; docs/kmdgan.md).")
     score_from_map: bool = Field(False, description="The image score's first part from the anomaly map (mask and "
                                  "memory distance blended) instead of the learned mask alone (docs/kmdgan.md).")
+    cut_defects: Literal["trained", "pasted", "synthetic"] = Field(
+        "trained", description="The anomalies whose Dice chooses the mask cut (pixel threshold and extent) at "
+        "training time, besides synthetic anomalies on the held-out normals: trained, the few-shot images "
+        "(which the network learned); pasted, their defects pasted onto held-out normals; synthetic, none "
+        "(docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

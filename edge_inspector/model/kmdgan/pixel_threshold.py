@@ -42,13 +42,32 @@ def _maps(model: KMDGANGenerator, banks, images: np.ndarray) -> np.ndarray:
     return np.concatenate(out) if out else np.zeros((0,) + images.shape[2:], np.float32)
 
 
+def dice_grid(maps, truths, hysteresis: bool = True) -> dict[float, dict[float, float]]:
+    """{pixel threshold: {extent: mean Dice of the maps cut at the pair against truths}}; the
+    plain cut's extent is the threshold itself."""
+    grid = {t: {t: float(np.mean([dice(m >= t, tr) for m, tr in zip(maps, truths)]))} for t in CANDIDATES}
+    for e in EXTENTS if hysteresis else ():
+        below = [t for t in CANDIDATES if t > e]
+        if below:  # each map's parts at or above e labelled once, then cut at every higher threshold
+            labels = [components(m, e) for m in maps]
+            for t in below:
+                grid[t][e] = float(np.mean([dice(seeded(lab, m >= t), tr) for lab, m, tr in zip(labels, maps, truths)]))
+    return grid
+
+
+def best_extent(row: dict[float, float]) -> float:
+    """The extent of one threshold's row with the highest Dice; ties: the plain cut, then the higher."""
+    return max(row, key=lambda e: (round(row[e], 4), e))
+
+
 def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
                            seed: int = 0, defects: str = "trained", hysteresis: bool = True
                            ) -> tuple[float, float | None, dict]:
     """(pixel threshold, extent level or None for a plain cut, the validation figures of each
     threshold at its best extent). hysteresis False: plain cuts only. defects: how the few-shot
-    defects enter the Dice half: "trained", the images themselves, flipped (which the network was
-    trained on); "pasted", cut out and pasted onto the held-out normals (backgrounds it never saw)."""
+    defects enter the Dice half (`model.cut_defects`): "trained", the images themselves, flipped
+    (which the network was trained on); "pasted", cut out and pasted onto the held-out normals
+    (backgrounds it never saw); "synthetic", not at all (the synthetic anomalies alone)."""
     rng = np.random.default_rng(seed)
     normal_images, anomalies, truths = [], [], []
     held_out_bgr = []
@@ -59,7 +78,8 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
             image, mask = add_anomaly(bgr, rng)
             anomalies.append(to_tensor_layout([image])[0])
             truths.append(mask)
-    real = [pair for batch in iter_batches(few_shot, size, 8) for pair in zip(batch.images, batch.masks)]
+    real = [] if defects == "synthetic" else [
+        pair for batch in iter_batches(few_shot, size, 8) for pair in zip(batch.images, batch.masks)]
     if defects == "pasted" and real:
         paste_rng = np.random.default_rng(seed + 1)  # apart: the synthetic anomalies stay as they were
         cut = [(from_tensor_layout(image[None])[0], mask) for image, mask in real]
@@ -75,26 +95,19 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
     if not normal_images or not anomalies:
         return DEFAULT, None, {}
     normal_peaks = _maps(model, banks, np.concatenate(normal_images)).reshape(-1, size * size).max(1)
-    anomaly_maps = _maps(model, banks, np.stack(anomalies))
-    dices = {t: {t: float(np.mean([dice(m >= t, tr) for m, tr in zip(anomaly_maps, truths)]))} for t in CANDIDATES}
-    for e in EXTENTS if hysteresis else ():
-        below = [t for t in CANDIDATES if t > e]
-        if below:  # each map's parts at or above e labelled once, then cut at every higher threshold
-            labels = [components(m, e) for m in anomaly_maps]
-            for t in below:
-                dices[t][e] = float(np.mean([dice(seeded(lab, m >= t), tr)
-                                             for lab, m, tr in zip(labels, anomaly_maps, truths)]))
+    dices = dice_grid(_maps(model, banks, np.stack(anomalies)), truths, hysteresis)
     figures = {}
     for t in CANDIDATES:
         clean = float((normal_peaks < t).mean())
-        extent = max(dices[t], key=lambda e: (round(dices[t][e], 4), e))  # ties: the plain cut, then the higher
+        extent = best_extent(dices[t])
         figures[t] = {"normals_clean": round(clean, 4), "anomaly_dice": round(dices[t][extent], 4), "extent": extent,
                       "anomaly_dice_plain": round(dices[t][t], 4),
                       "objective": round(0.5 * clean + 0.5 * dices[t][extent], 4)}
     best = max(CANDIDATES, key=lambda t: (figures[t]["objective"], -abs(t - DEFAULT)))
     chosen = figures[best]
     extent = None if chosen["extent"] >= best else chosen["extent"]
-    log.info("pixel threshold %.2f, extent %s chosen on training data (held-out normals clean %.3f, Dice on few-shot "
-             "and synthetic anomalies %.3f; %.3f with a plain cut)", best, extent, chosen["normals_clean"],
+    log.info("pixel threshold %.2f, extent %s chosen on training data (held-out normals clean %.3f, Dice on %s "
+             "anomalies %.3f; %.3f with a plain cut)", best, extent, chosen["normals_clean"],
+             "synthetic" if defects == "synthetic" else f"few-shot ({defects}) and synthetic",
              chosen["anomaly_dice"], chosen["anomaly_dice_plain"])
     return best, extent, {str(t): f for t, f in figures.items()}
