@@ -164,7 +164,7 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: li
         raise SystemExit(f"--from-artefact: variant {text!r} changes training; only {INFERENCE_KEYS} can be varied")
     model = load_artefact(path)
     arch = KMDGANArchitecture.from_config(cfg)
-    for key in keys:
+    for key in keys - {"cut_defects"}:  # cut_defects is no architecture setting: it only chooses the cut below
         setattr(model.model.arch, key, getattr(arch, key))
     if keys & set(RECALIBRATED):
         model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
