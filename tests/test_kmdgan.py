@@ -230,6 +230,24 @@ def test_the_cut_is_chosen_on_the_anomalies_cut_defects_names(trained):
     assert [f["normals_clean"] for f in synthetic[2].values()] == [f["normals_clean"] for f in trained_cut[2].values()]
 
 
+def test_the_lowest_tie_rule_takes_the_lowest_cut_within_one_normal_of_the_best(trained):
+    from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
+    from edge_inspector.model.scoring import split_holdout
+
+    split, model = trained
+    _, holdout = split_holdout(split.train_normal)
+    args = (model.model, model.banks, holdout, split.few_shot, model.input_size, 1)
+    level, extent, figures = choose_pixel_threshold(*args, rule="lowest_tie")
+    assert figures == model.meta["training"]["pixel_threshold_validation"]  # the same validation, another pick
+    assert level <= model.pixel_threshold
+    one_normal = 0.5 / len(holdout)
+    best = max(f["objective"] for f in figures.values())
+    # no lower threshold is within one normal's share of the best, even at its best extent
+    assert all(f["objective"] < best - one_normal + 1e-3 for t, f in figures.items() if float(t) < level)
+    assert figures[str(level)]["objective"] >= best - one_normal - 1e-3
+    assert extent is None or extent < level
+
+
 def test_the_dice_grid_finds_the_hysteresis_pair_that_cuts_a_defect_exactly():
     from edge_inspector.model.kmdgan.pixel_threshold import best_extent, dice_grid
 

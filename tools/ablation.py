@@ -109,13 +109,16 @@ def main() -> int:
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)
         if row == "full":
-            # the cut is chosen after training: the same model and threshold, the cut chosen on the
-            # other anomalies `model.cut_defects` may name
-            for defects in typing.get_args(KMDGANModelConfig.model_fields["cut_defects"].annotation):
-                if defects != cfg.cut_defects:
-                    name = f"full, cut_defects {defects}"
-                    results[name] = recut(split, model, prepared.holdout, defects, args.seed, threshold, train_s)
-                    print(f"{name}: {results[name]['metrics']}", flush=True)
+            # the cut is chosen after training: the same model and threshold, the cut chosen by each
+            # other value of `model.cut_defects` and `model.cut_rule`
+            for key in ("cut_defects", "cut_rule"):
+                for value in typing.get_args(KMDGANModelConfig.model_fields[key].annotation):
+                    if value != getattr(cfg, key):
+                        name = f"full, {key} {value}"
+                        choice = {"defects": cfg.cut_defects, "rule": cfg.cut_rule,
+                                  key.removeprefix("cut_"): value}
+                        results[name] = recut(split, model, prepared.holdout, choice, args.seed, threshold, train_s)
+                        print(f"{name}: {results[name]['metrics']}", flush=True)
         if row == "full" and model.model.matched:
             # set after training: the same weights with the other score scaling, the other threshold
             # rule, a floor under the score's mask part, or that part from the blended map, each its
@@ -166,11 +169,11 @@ def recalibrated(args, split, model, holdout, settings: dict, train_s: float, cu
     return result
 
 
-def recut(split, model, holdout, defects: str, seed: int, threshold: float, train_s: float) -> dict:
-    """The test figures of the trained model with its mask cut re-chosen, as `train` chooses it, on
-    the anomalies `defects` names."""
+def recut(split, model, holdout, choice: dict, seed: int, threshold: float, train_s: float) -> dict:
+    """The test figures of the trained model with its mask cut re-chosen as `train` chooses it, with
+    choose_pixel_threshold's defects and rule as choice gives them."""
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, split.few_shot, model.input_size,
-                                              seed, defects=defects)
+                                              seed, **choice)
     result = evaluate(numpy_predict(model), split, model.input_size, threshold, batch_size=1, progress=False,
                       pixel_threshold=level, extent=extent)
     result.update(train_seconds=round(train_s, 1), pixel_threshold=level, pixel_extent=extent)

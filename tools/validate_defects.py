@@ -63,7 +63,8 @@ from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_che
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
-                  "score_from_map", "cut_defects")
+                  "score_from_map", "cut_defects", "cut_rule")
+CUT_KEYS = ("cut_defects", "cut_rule")  # not architecture settings: they only choose the cut
 # whose variants re-run the score calibration (and so the threshold)
 RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map")
 TARGET_FALSE_REJECTS = 0.01
@@ -164,13 +165,13 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: li
         raise SystemExit(f"--from-artefact: variant {text!r} changes training; only {INFERENCE_KEYS} can be varied")
     model = load_artefact(path)
     arch = KMDGANArchitecture.from_config(cfg)
-    for key in keys - {"cut_defects"}:  # cut_defects is no architecture setting: it only chooses the cut below
+    for key in keys - set(CUT_KEYS):
         setattr(model.model.arch, key, getattr(arch, key))
     if keys & set(RECALIBRATED):
         model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
                                                    model.input_size, TARGET_FALSE_REJECTS)
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed,
-                                              defects=cfg.cut_defects)
+                                              defects=cfg.cut_defects, rule=cfg.cut_rule)
     model.meta["pixel_threshold"], model.meta["pixel_extent"] = level, extent
     return model
 

@@ -61,13 +61,17 @@ def best_extent(row: dict[float, float]) -> float:
 
 
 def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
-                           seed: int = 0, defects: str = "trained", hysteresis: bool = True
+                           seed: int = 0, defects: str = "trained", hysteresis: bool = True, rule: str = "best"
                            ) -> tuple[float, float | None, dict]:
     """(pixel threshold, extent level or None for a plain cut, the validation figures of each
     threshold at its best extent). hysteresis False: plain cuts only. defects: how the few-shot
     defects enter the Dice half (`model.cut_defects`): "trained", the images themselves, flipped
     (which the network was trained on); "pasted", cut out and pasted onto the held-out normals
-    (backgrounds it never saw); "synthetic", not at all (the synthetic anomalies alone)."""
+    (backgrounds it never saw); "synthetic", not at all (the synthetic anomalies alone).
+    rule (`model.cut_rule`): "best", the pair with the best objective; "lowest_tie", the lowest
+    pair (threshold, then extent) of those within one held-out normal's share of it (0.5 / n):
+    the anomalies validated on are ones the network learned, whose maps are sharper than a new
+    defect's, so where they cannot tell levels apart the lower one is taken."""
     rng = np.random.default_rng(seed)
     normal_images, anomalies, truths = [], [], []
     held_out_bgr = []
@@ -96,18 +100,22 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
         return DEFAULT, None, {}
     normal_peaks = _maps(model, banks, np.concatenate(normal_images)).reshape(-1, size * size).max(1)
     dices = dice_grid(_maps(model, banks, np.stack(anomalies)), truths, hysteresis)
-    figures = {}
+    figures, clean = {}, {t: float((normal_peaks < t).mean()) for t in CANDIDATES}
     for t in CANDIDATES:
-        clean = float((normal_peaks < t).mean())
         extent = best_extent(dices[t])
-        figures[t] = {"normals_clean": round(clean, 4), "anomaly_dice": round(dices[t][extent], 4), "extent": extent,
+        figures[t] = {"normals_clean": round(clean[t], 4), "anomaly_dice": round(dices[t][extent], 4), "extent": extent,
                       "anomaly_dice_plain": round(dices[t][t], 4),
-                      "objective": round(0.5 * clean + 0.5 * dices[t][extent], 4)}
+                      "objective": round(0.5 * clean[t] + 0.5 * dices[t][extent], 4)}
     best = max(CANDIDATES, key=lambda t: (figures[t]["objective"], -abs(t - DEFAULT)))
+    extent = figures[best]["extent"]
+    if rule == "lowest_tie":
+        objective = {(t, e): 0.5 * clean[t] + 0.5 * d for t, row in dices.items() for e, d in row.items()}
+        floor = max(objective.values()) - 0.5 / len(normal_peaks) - 1e-9  # one normal's share of the objective
+        best, extent = min(pair for pair, value in objective.items() if value >= floor)
     chosen = figures[best]
-    extent = None if chosen["extent"] >= best else chosen["extent"]
-    log.info("pixel threshold %.2f, extent %s chosen on training data (held-out normals clean %.3f, Dice on %s "
-             "anomalies %.3f; %.3f with a plain cut)", best, extent, chosen["normals_clean"],
+    extent = None if extent >= best else extent
+    log.info("pixel threshold %.2f, extent %s chosen on training data (rule %s; held-out normals clean %.3f, Dice "
+             "on %s anomalies %.3f at %s)", best, extent, rule, chosen["normals_clean"],
              "synthetic" if defects == "synthetic" else f"few-shot ({defects}) and synthetic",
-             chosen["anomaly_dice"], chosen["anomaly_dice_plain"])
+             dices[best][best if extent is None else extent], "a plain cut" if extent is None else "this extent")
     return best, extent, {str(t): f for t, f in figures.items()}

@@ -210,13 +210,15 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     threshold = calibrate_scores(model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size,
                                  target_false_reject_rate)
     pixel_threshold, pixel_extent, pixel_validation = choose_pixel_threshold(
-        model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size, seed, defects=cfg.cut_defects)
+        model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size, seed, defects=cfg.cut_defects,
+        rule=cfg.cut_rule)
     training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
                 "train_normals": len(prepared.normals.images), "few_shot": len(split.few_shot),
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
                 "adversarial": cfg.modules.adversarial, "adversarial_weight": cfg.adversarial_weight,
                 "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
                 "dice": cfg.dice, "tversky_beta": cfg.tversky_beta, "cut_defects": cfg.cut_defects,
+                "cut_rule": cfg.cut_rule,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
