@@ -26,7 +26,7 @@ def test_onnx_graph_is_checked_and_names_its_outputs(exported):
     graph = onnx.load(str(path))
     onnx.checker.check_model(graph)
     assert [o.name for o in graph.graph.output] == ["anomaly_map", "image_score"]
-    assert [i.name for i in graph.graph.input] == ["image", "memory_stride4", "memory_stride8", "memory_stride16"]
+    assert [i.name for i in graph.graph.input] == ["image", "memory_stride8", "memory_stride16"]
     assert graph.opset_import[0].version >= 17
 
 
@@ -57,7 +57,7 @@ def test_swapping_the_bank_needs_no_reexport(exported):
     # a bank that also remembers these very images' features: their distances, so scores, must drop
     with torch.no_grad():
         feats = model.model.features(torch.from_numpy(images))
-    extra = [feats[{4: 0, 8: 1, 16: 2}[s]].permute(0, 2, 3, 1).reshape(-1, b.shape[1]).numpy()
+    extra = [feats[{8: 1, 16: 2}[s]].permute(0, 2, 3, 1).reshape(-1, b.shape[1]).numpy()
              for s, b in zip(model.model.matched, banks)]
     grown = [np.concatenate([b, e]) for b, e in zip(banks, extra)]  # more rows than at export
     ort_backend.swap_banks(grown)
@@ -137,7 +137,7 @@ def test_bench_verb_times_each_backend_in_one_run(tmp_path, capsys):
     assert "p50_ms" in trt or trt["unavailable"] == available()["tensorrt"]
     assert all(v > 0 for v in report["stages_ms"].values()) and all(v > 0 for v in report["stages_gflop"].values())
     # what is timed is built as train builds a model by default: map blend and positional profile on
-    assert report["architecture"]["map_blend"] == "geometric" and report["architecture"]["position_sides"] == [16, 8, 4]
+    assert report["architecture"]["map_blend"] == "geometric" and report["architecture"]["position_sides"] == [8, 4]
     assert "| onnxruntime |" in capsys.readouterr().out
 
 

@@ -24,9 +24,9 @@ def test_topk_of_the_graph_is_found_and_within_tensorrts_limit(graph):
 def test_a_profile_past_two_to_the_31_elements_is_refused_with_the_figures(graph):
     _, model, path = graph
     locations = bank_locations(model)
-    assert locations == {"memory_stride4": 32 * 32, "memory_stride8": 16 * 16, "memory_stride16": 8 * 8}  # 128 px
+    assert locations == {"memory_stride8": 16 * 16, "memory_stride16": 8 * 8}  # 128 px input
     check_limits(path, locations, 8, {n: 20000 for n in locations})
-    with pytest.raises(UserError, match=r"memory_stride4: a batch of 64 .* over TensorRT's 2\^31 limit; use at most"):
+    with pytest.raises(UserError, match=r"memory_stride8: a batch of 64 .* over TensorRT's 2\^31 limit; use at most"):
         check_limits(path, locations, 64, {n: 200_000 for n in locations})
 
 
