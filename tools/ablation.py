@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Ablation benchmark: on one split, in one run, train and measure
 the memory-bank baseline, KMDGAN without the adversarial term, KMDGAN without each module in turn,
-and the full KMDGAN. Prints one table (every protocol metric, training time, time per image) and
-writes the same as JSON.
+and the full KMDGAN. Beside the full model: the same weights with the map blend off, re-calibrated
+with each other score setting, and re-cut with each other `cut_defects` / `cut_rule`. Prints one
+table (every protocol metric, the mask cut, training time, time per image) and writes the same as
+JSON.
 
     python tools/ablation.py --dataset magnetic-tile --root ../shared/data/magnetic-tile
     python tools/ablation.py --variants baseline full "tversky_beta=0.5" "modules={adversarial: false}; iterations=1500"
