@@ -25,7 +25,7 @@ import time
 import typing
 from pathlib import Path
 
-from variants import PREPARED_KEYS, overrides, variant_config
+from variants import PREPARED_KEYS, cut_text, overrides, variant_config
 
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
@@ -96,8 +96,7 @@ def main() -> int:
         # map is a distance with no level chosen for it, so it has none
         cut = {} if row == "baseline" else {"pixel_threshold": model.pixel_threshold, "extent": model.pixel_extent}
         result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False, **cut)
-        result.update(train_seconds=round(train_s, 1), **({} if row == "baseline" else
-                      {"pixel_threshold": model.pixel_threshold, "pixel_extent": model.pixel_extent}))
+        result["train_seconds"] = round(train_s, 1)
         results[row] = result
         print(f"{row}: {result['metrics']} train {train_s:.0f} s, {result['ms_per_image']} ms/image", flush=True)
         blend = model.model.arch.map_blend if row != "baseline" else "none"
@@ -106,8 +105,7 @@ def main() -> int:
             model.model.arch.map_blend = "none"
             result = evaluate(numpy_predict(model), split, size, threshold, batch_size=1, progress=False, **cut)
             model.model.arch.map_blend = blend
-            result.update(train_seconds=round(train_s, 1), pixel_threshold=cut["pixel_threshold"],
-                          pixel_extent=cut["extent"])
+            result["train_seconds"] = round(train_s, 1)
             results["full, mask only (no map blend)"] = result
             print(f"full, mask only: {result['metrics']}", flush=True)
         if row == "full":
@@ -143,7 +141,8 @@ def main() -> int:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, r in results.items():
         mask, gated = r.get("mask_at_operating_point") or {}, r.get("verdict_needing_a_region") or {}
-        lines.append("| " + " | ".join([row, *(f"{r['metrics'][c]:.4f}" for c in COLUMNS), _cut(r),
+        lines.append("| " + " | ".join([row, *(f"{r['metrics'][c]:.4f}" for c in COLUMNS),
+                                        cut_text(mask.get("pixel_threshold"), mask.get("extent")),
                                         *(_cell(mask.get(c)) for c in MASK_COLUMNS),
                                         *(_cell(gated.get(c)) for c in GATED_COLUMNS),
                                         f"{r['train_seconds']:.0f}", f"{r['ms_per_image']:.0f}"]) + " |")
@@ -162,8 +161,8 @@ def recalibrated(args, split, model, holdout, settings: dict, train_s: float, cu
     size = alt.input_size
     threshold = calibrate_scores(alt.model, alt.banks, holdout, split.few_shot, size, 0.01)
     result = evaluate(numpy_predict(alt), split, size, threshold, batch_size=1, progress=False, **cut)
-    result.update(train_seconds=round(train_s, 1), threshold=threshold, pixel_threshold=cut["pixel_threshold"],
-                  pixel_extent=cut["extent"])
+    result["train_seconds"] = round(train_s, 1)
+    result["threshold"] = threshold
     training = {**alt.meta["training"], "threshold_held_out": alt.model.threshold_record}
     name = "-".join(f"{k}-{v}" for k, v in settings.items())
     save_artefact(args.workdir / f"full-{name}.safetensors", alt.model, alt.banks, threshold, size,
@@ -178,7 +177,7 @@ def recut(split, model, holdout, choice: dict, seed: int, threshold: float, trai
                                               seed, **choice)
     result = evaluate(numpy_predict(model), split, model.input_size, threshold, batch_size=1, progress=False,
                       pixel_threshold=level, extent=extent)
-    result.update(train_seconds=round(train_s, 1), pixel_threshold=level, pixel_extent=extent)
+    result["train_seconds"] = round(train_s, 1)
     return result
 
 
@@ -190,13 +189,6 @@ def row_settings(row: str) -> str:
     if part != row and part in PARTS:
         return f"modules={{{part}: false}}"
     return row
-
-
-def _cut(r: dict) -> str:
-    if "pixel_threshold" not in r:
-        return "-"
-    extent = r["pixel_extent"]
-    return f"{r['pixel_threshold']:g} / {'plain' if extent is None else f'{extent:g}'}"
 
 
 def _cell(value) -> str:

@@ -44,7 +44,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from variants import overrides, variant_config
+from variants import cut_text, overrides, variant_config
 
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig
@@ -142,7 +142,6 @@ def measure(model, held: list, holdout: list, size: int) -> dict:
     return {"defects": len(scores), "found": int(found.sum()),
             "found_with_region": int((found & regions).sum()),  # the regions above: not cut again
             "threshold": round(float(model.threshold), 3),
-            "pixel_threshold": level, "pixel_extent": extent,
             "image_auroc": round(float(auroc), 4), **cut,
             # the cut these held-out defects would choose for themselves (Dice alone, no normals)
             "held_out_dice_grid": {str(t): {str(e): round(d, 4) for e, d in row.items()}
@@ -237,10 +236,6 @@ def pooled(folds: dict) -> dict:
     return out
 
 
-def cut_text(level, extent) -> str:
-    return "-" if level is None else f"{level:g} / {'plain' if extent is None else f'{extent:g}'}"
-
-
 def table(rows: dict) -> list[str]:
     header = ["fold", "variant", "held-out defects found (NG needing a region)", "image AUROC", *COLUMNS,
               "held-out normals with a region", "cut (threshold / extent)",
@@ -253,7 +248,7 @@ def table(rows: dict) -> list[str]:
         cells = [fold, text, f"{r['found']} ({r.get('found_with_region', '-')}) of {r['defects']}",
                  f"{r['image_auroc']:.3f}"]
         cells += ["-" if r[c] is None else f"{r[c]:.3f}" for c in COLUMNS]
-        cells += [f"{r['spurious_share']:.3f}", cut_text(r.get("pixel_threshold"), r.get("pixel_extent"))]
+        cells += [f"{r['spurious_share']:.3f}", cut_text(r.get("pixel_threshold"), r.get("extent"))]
         best = best_cut(r["held_out_dice_grid"]) if "held_out_dice_grid" in r else None
         cells += [f"{cut_text(best['pixel_threshold'], best['extent'])} ({best['dice']:.3f})" if best else "-",
                   f"{r['train_seconds']:.0f}"]

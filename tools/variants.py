@@ -24,3 +24,8 @@ def variant_config(text: str, **base) -> KMDGANModelConfig:
     """The KMDGAN config of a variant; its own settings win over base (e.g. the run's --iterations)."""
     settings = {k: v for k, v in base.items() if v is not None}
     return KMDGANModelConfig(kind="kmdgan", **{**settings, **overrides(text)})
+
+
+def cut_text(level, extent) -> str:
+    """A mask cut as the tools' tables print it: 'threshold / extent', 'threshold / plain', or '-'."""
+    return "-" if level is None else f"{level:g} / {'plain' if extent is None else f'{extent:g}'}"
