@@ -246,6 +246,10 @@ def test_the_lowest_tie_rule_takes_the_lowest_cut_within_one_normal_of_the_best(
     assert all(f["objective"] < best - one_normal + 1e-3 for t, f in figures.items() if float(t) < level)
     assert figures[str(level)]["objective"] >= best - one_normal - 1e-3
     assert extent is None or extent < level
+    # lowest_threshold: the same threshold, cut at that threshold's own best extent
+    low_level, low_extent, low_figures = choose_pixel_threshold(*args, rule="lowest_threshold")
+    assert low_figures == figures and low_level == level
+    assert (low_extent if low_extent is not None else low_level) == figures[str(level)]["extent"]
 
 
 def test_the_dice_grid_finds_the_hysteresis_pair_that_cuts_a_defect_exactly():

@@ -92,10 +92,10 @@ class KMDGANModelConfig(Strict):
         "training time, besides synthetic anomalies on the held-out normals: trained, the few-shot images "
         "(which the network learned); pasted, their defects pasted onto held-out normals; synthetic, none "
         "(docs/kmdgan.md).")
-    cut_rule: Literal["best", "lowest_tie"] = Field(
+    cut_rule: Literal["best", "lowest_tie", "lowest_threshold"] = Field(
         "best", description="Which mask cut training takes: best, the pair (pixel threshold, extent) with the best "
-        "validation objective; lowest_tie, the lowest pair within one held-out normal's share of it "
-        "(docs/kmdgan.md).")
+        "validation objective; lowest_tie, the lowest pair within one held-out normal's share of it; "
+        "lowest_threshold, the lowest threshold within that share, at its own best extent (docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

@@ -71,7 +71,9 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
     rule (`model.cut_rule`): "best", the pair with the best objective; "lowest_tie", the lowest
     pair (threshold, then extent) of those within one held-out normal's share of it (0.5 / n):
     the anomalies validated on are ones the network learned, whose maps are sharper than a new
-    defect's, so where they cannot tell levels apart the lower one is taken."""
+    defect's, so where they cannot tell levels apart the lower one is taken; "lowest_threshold", the
+    lowest pixel threshold with any pair in that tie, cut at its own best extent (the lower seed level
+    without lowering the extent as well, which over-grew masks on held-out real defects)."""
     rng = np.random.default_rng(seed)
     normal_images, anomalies, truths = [], [], []
     held_out_bgr = []
@@ -108,10 +110,12 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
                       "objective": round(0.5 * clean[t] + 0.5 * dices[t][extent], 4)}
     best = max(CANDIDATES, key=lambda t: (figures[t]["objective"], -abs(t - DEFAULT)))
     extent = figures[best]["extent"]
-    if rule == "lowest_tie":
+    if rule in ("lowest_tie", "lowest_threshold"):
         objective = {(t, e): 0.5 * clean[t] + 0.5 * d for t, row in dices.items() for e, d in row.items()}
         floor = max(objective.values()) - 0.5 / len(normal_peaks) - 1e-9  # one normal's share of the objective
         best, extent = min(pair for pair, value in objective.items() if value >= floor)
+        if rule == "lowest_threshold":  # its best extent is in the tie too: clean[t] does not depend on it
+            extent = figures[best]["extent"]
     chosen = figures[best]
     extent = None if extent >= best else extent
     log.info("pixel threshold %.2f, extent %s chosen on training data (rule %s; held-out normals clean %.3f, Dice "
