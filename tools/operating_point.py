@@ -71,7 +71,8 @@ def main() -> int:
     model = load_artefact(args.artefact)
     split = load_split(args.dataset, args.root, args.category)
     predict = numpy_predict(model)
-    held, _ = scores_of(predict, split_holdout(split.train_normal)[1], model.input_size)
+    held_samples = split_holdout(split.train_normal)[1]
+    held, _ = scores_of(predict, held_samples, model.input_size)
     test, labels = scores_of(predict, split.test, model.input_size)
     normal, defect = test[labels == 0], test[labels == 1]
     ranked = np.sort(normal)[::-1]
@@ -94,7 +95,7 @@ def main() -> int:
         print(f"| {r['at']} | {r['threshold']:.4f} | {r['test_normals_rejected']} | {r['false_rejects']:.2%} | "
               f"{r['escapes']:.2%} |")
     result["held_out_against_test"] = held_out_against_test(
-        model, split_holdout(split.train_normal)[1], [s for s in split.test if s.label == 0])
+        model, held_samples, [s for s in split.test if s.label == 0])
     quantiles = " / ".join(f"{q}" if q < 100 else "max" for q in QUANTILES)
     print(f"| part | held-out normals ({quantiles}) | test normals (the same) | AUROC test over held-out |")
     print("|---|---|---|---|")
