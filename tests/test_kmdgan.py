@@ -280,6 +280,43 @@ def test_the_threshold_record_says_what_the_held_out_normals_can_tell(trained):
     assert record["false_reject_upper_95"] == round(rate_upper_bound(k, n), 4) > k / n
 
 
+def test_held_out_normals_are_scored_without_their_twin_in_the_memory(product_set, tmp_path):
+    import shutil
+
+    from edge_inspector.data import load_split
+    from edge_inspector.data.sample import Sample, Split
+    from edge_inspector.model.kmdgan.network import generator_for
+    from edge_inspector.model.kmdgan.pool import prepare, set_distance_scale
+    from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, outputs
+    from edge_inspector.model.scoring import split_holdout
+
+    split = load_split("folder", product_set)
+    normals = list(split.train_normal)
+    fit, holdout = split_holdout(normals)
+    # the first held-out normal (position 9) becomes a copy of the fourth training normal: its twin
+    twin = Sample(tmp_path / ("twin" + fit[3].image.suffix), None, 0, "good")
+    shutil.copy(fit[3].image, twin.image)
+    normals[9] = twin
+    cfg = small_config()
+    prepared = prepare(Split(normals, split.few_shot), cfg, seed=0, progress=False)
+    assert prepared.holdout[0] == twin and prepared.holdout_nearest[twin] == 3
+    g = generator_for(cfg).eval()
+    set_distance_scale(g, prepared.normals)
+    banks = prepared.banks.banks
+    _, whole = outputs(g, banks, [twin], cfg.input_size)
+    _, left = outputs(g, banks, [twin], cfg.input_size, prepared.leave_out())
+    for d_whole, d_left in zip(whole, left):
+        # with its twin's rows in the memory it finds itself (a distance near 0: the bank is float16)
+        # at many locations; without them, hardly anywhere
+        assert (d_whole < 0.01).float().mean() > 0.2 and (d_left < 0.01).float().mean() < 0.02
+        assert d_left.mean() > 2 * d_whole.mean()
+    # the threshold's scores: the twin counts as a new part would, and the record says so
+    calibrate_scores(g, banks, prepared.holdout, split.few_shot, cfg.input_size, 0.1, prepared.leave_out())
+    assert g.threshold_record["twin"] == "left_out"
+    calibrate_scores(g, banks, prepared.holdout, split.few_shot, cfg.input_size, 0.1)
+    assert g.threshold_record["twin"] == "kept"
+
+
 def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trained):
     from edge_inspector.data.loader import iter_batches
 

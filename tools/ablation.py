@@ -129,9 +129,11 @@ def main() -> int:
             others.append({"mask_score_floor": 0.0 if floor else MASK_SCORE_FLOOR})
             if not model.model.arch.score_from_map and model.model.arch.blend != "none":
                 others.append({"score_from_map": True})
+            # the held-out normals scored with the other `held_out_twin` (not an architecture setting)
+            others.append({"held_out_twin": "kept" if cfg.held_out_twin == "left_out" else "left_out"})
             for settings in others:
                 name = "full, " + ", ".join(f"{k} {v}" for k, v in settings.items())
-                results[name] = recalibrated(args, split, model, prepared.holdout, settings, train_s, cut)
+                results[name] = recalibrated(args, split, model, prepared, settings, train_s, cut)
                 print(f"{name}: {results[name]['metrics']}", flush=True)
 
         _write(args, split, results)  # after every row: an interrupted run keeps what it measured
@@ -151,15 +153,18 @@ def main() -> int:
     return 0
 
 
-def recalibrated(args, split, model, holdout, settings: dict, train_s: float, cut: dict) -> dict:
+def recalibrated(args, split, model, prepared, settings: dict, train_s: float, cut: dict) -> dict:
     """The test figures of the trained model with score-calibration settings changed (score
     calibration re-run on its held-out normals, a new operating threshold; the map is unchanged).
     Its artefact goes beside the row's, with its own held-out record; the model is left as it was."""
     alt = copy.deepcopy(model)
+    twin = settings.get("held_out_twin", model.meta["training"].get("held_out_twin", "kept"))
     for key, value in settings.items():
-        setattr(alt.model.arch, key, value)
+        if key != "held_out_twin":
+            setattr(alt.model.arch, key, value)
     size = alt.input_size
-    threshold = calibrate_scores(alt.model, alt.banks, holdout, split.few_shot, size, 0.01)
+    threshold = calibrate_scores(alt.model, alt.banks, prepared.holdout, split.few_shot, size, 0.01,
+                                 prepared.leave_out() if twin == "left_out" else None)
     result = evaluate(numpy_predict(alt), split, size, threshold, batch_size=1, progress=False, **cut)
     result["train_seconds"] = round(train_s, 1)
     result["threshold"] = threshold

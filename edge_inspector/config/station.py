@@ -96,6 +96,11 @@ class KMDGANModelConfig(Strict):
         "best", description="Which mask cut training takes: best, the pair (pixel threshold, extent) with the best "
         "validation objective; lowest_tie, the lowest pair within one held-out normal's share of it; "
         "lowest_threshold, the lowest threshold within that share, at its own best extent (docs/kmdgan.md).")
+    held_out_twin: Literal["left_out", "kept"] = Field(
+        "left_out", description="How the held-out normals that set the operating threshold are scored: "
+        "left_out, each without the memory rows of its nearest training normal (where a part was imaged "
+        "more than once that is its twin, which a new part does not have in the memory); kept, against "
+        "the whole memory (docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -116,6 +116,24 @@ def set_distance_scale(model: KMDGANGenerator, normals: Pool) -> None:
         model.distance_scale[i] = worst.mean().clamp_min(1e-6)
 
 
+@torch.no_grad()
+def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tensor], holdout, size: int) -> dict:
+    """{held-out sample: index of its nearest training normal among the bank's owners}, by each
+    image's mean pooled backbone features (every stride), standardised over the training normals.
+    Where one part was imaged more than once (Magnetic Tile holds the same tiles under several exp
+    folders; a commissioning run may cycle the same good parts), that neighbour is mostly its twin."""
+    fit = torch.cat([f.float().mean((2, 3)) for f in fit_feats], 1)
+    held, names = [], []
+    for batch in iter_batches(holdout, size, FEATURE_BATCH):
+        held.append(torch.cat([f.mean((2, 3)) for f in model.features(torch.from_numpy(batch.images))], 1))
+        names += batch.samples
+    if not names or not len(fit):
+        return {}
+    centre, spread = fit.mean(0), fit.std(0).clamp_min(1e-6)
+    d = torch.cdist((torch.cat(held) - centre) / spread, (fit - centre) / spread)
+    return dict(zip(names, d.argmin(1).tolist()))
+
+
 @dataclass
 class Prepared:
     """Everything training needs that does not depend on the trainable network: shareable between
@@ -126,6 +144,12 @@ class Prepared:
     banks: Banks
     holdout: list
     seconds: float
+    # each held-out normal's nearest training normal (nearest_training_normals)
+    holdout_nearest: dict = field(default_factory=dict)
+
+    def leave_out(self) -> tuple[list[torch.Tensor], dict]:
+        """calibrate_scores' leave_out: each held-out normal scored without its nearest training normal."""
+        return self.banks.owners, self.holdout_nearest
 
 
 def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool = True) -> Prepared:
@@ -149,4 +173,5 @@ def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool 
         log.warning("no readable real defect samples: training on synthetic anomalies alone; escapes cannot "
                     "be estimated until labelled defects are added")
         few = Pool(few_images, few_masks, [f[:0] for f in normals.feats], [m[:0] for m in normals.memories])
-    return Prepared(normals, few, banks, holdout, time.perf_counter() - started)
+    nearest = nearest_training_normals(model, feats, holdout, size) if model.matched else {}
+    return Prepared(normals, few, banks, holdout, time.perf_counter() - started, nearest)

@@ -18,19 +18,28 @@ from edge_inspector.model.scoring import choose_score_mode, held_out_rejections,
 log = logging.getLogger(__name__)
 
 
-def outputs(model: KMDGANGenerator, banks, samples, size: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, 1, h, w)."""
-    return outputs_of(model, banks, (batch.images for batch in iter_batches(samples, size, 8)))
+def outputs(model: KMDGANGenerator, banks, samples, size: int, leave_out=None
+            ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, 1, h, w).
+    leave_out: (each bank row's owner per matched stride, {sample: owner}): each sample matched
+    without that owner's bank rows (Prepared.leave_out)."""
+    batches = iter_batches(samples, size, 8)
+    if leave_out is None:
+        return outputs_of(model, banks, (batch.images for batch in batches))
+    owners, nearest = leave_out
+    return outputs_of(model, banks, ((batch.images, (owners, torch.tensor([nearest.get(s, -1) for s in batch.samples])))
+                                     for batch in batches))
 
 
 @torch.no_grad()
 def outputs_of(model: KMDGANGenerator, banks, batches) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """outputs() over batches of model-input arrays (B, 3, H, W)."""
+    """outputs() over batches of model-input arrays (B, 3, H, W), or (array, match's exclude) pairs."""
     probs, dists = [], []
-    for images in batches:
+    for item in batches:
+        images, exclude = item if isinstance(item, tuple) else (item, None)
         image = torch.from_numpy(images)
         feats = model.features(image)
-        logits, distances = model.decode(image, feats, model.match(feats, banks))
+        logits, distances = model.decode(image, feats, model.match(feats, banks, exclude))
         probs.append(torch.sigmoid(logits))
         dists.append(distances)
     if not probs:
@@ -90,13 +99,19 @@ def part_scales(model: KMDGANGenerator, banks, parts: torch.Tensor, holdout, few
 
 @torch.no_grad()
 def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
-                     target_false_reject_rate: float) -> float:
+                     target_false_reject_rate: float, leave_out=None) -> float:
     """Choose the memory-distance stride and aggregation (held-out normals vs the few-shot anomalies:
     the bank holds neither, so this part of the score is fairly validated), centre the score parts
-    on the held-out normals and scale them (part_scales), and choose the threshold on them."""
+    on the held-out normals and scale them (part_scales), and choose the threshold on them.
+    leave_out (outputs()): the held-out normals are scored without their nearest training normal's
+    memory rows, as a new part that has no twin in the memory; the map blend's levels (pixels, not
+    verdicts) still come from the whole memory."""
     prob, dists = outputs(model, banks, holdout, size)
     if not len(prob):
         raise UserError("no readable held-out training normals to choose the threshold from")
+    map_dists = dists
+    if leave_out is not None and dists:
+        prob, dists = outputs(model, banks, holdout, size, leave_out)
     few = outputs(model, banks, few_shot, size)  # the stride's choice, and the "gap" scaling
     if dists:
         candidates = {}
@@ -110,7 +125,7 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
         log.info("memory-distance score: stride %d, %s, chosen on training data (AUROC held-out normals "
                  "vs few-shot: %s)", stride, model.arch.distance_score, model.validation)
     if model.arch.blend != "none" and dists:
-        set_map_levels(model, dists, size)
+        set_map_levels(model, map_dists, size)
     parts = score_parts(model, prob, dists)
     n = parts.shape[1]
     model.score_center[:n] = parts.median(0).values
@@ -120,7 +135,8 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     # what a few held-out normals can say of the false-reject rate (0 of 76 rejected: up to 4.8 %)
     rejected, upper = held_out_rejections(scores, threshold)
     model.threshold_record = {"held_out_normals": len(scores), "rejected": rejected,
-                              "false_reject_upper_95": round(upper, 4), "rule": rule}
+                              "false_reject_upper_95": round(upper, 4), "rule": rule,
+                              "twin": "left_out" if leave_out is not None and dists else "kept"}
     log.info("operating threshold %.4f (rule %s): %d of %d held-out normals at or above it; the false-reject "
              "rate on good inputs (images; tiles when tiled) may be up to %.1f %% (95 %% upper bound)", threshold, rule,
              rejected, len(scores), 100 * model.threshold_record["false_reject_upper_95"])
