@@ -44,6 +44,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 from variants import cut_text, overrides, variant_config
 
 from edge_inspector import __version__
@@ -57,16 +58,18 @@ from edge_inspector.inspection.frame import numpy_predict
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import KMDGANArchitecture
 from edge_inspector.model.kmdgan.pixel_threshold import best_extent, choose_pixel_threshold, dice_grid
+from edge_inspector.model.kmdgan.pool import prepare
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, synthetic_batches
 from edge_inspector.model.kmdgan.training import train_kmdgan
 from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_check_normals, split_holdout
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
-                  "score_from_map", "cut_defects", "cut_rule")
-CUT_KEYS = ("cut_defects", "cut_rule")  # not architecture settings: they only choose the cut
+                  "score_from_map", "cut_defects", "cut_rule", "held_out_twin")
+# not architecture settings: they only choose the cut, or how the held-out normals are scored
+CUT_KEYS = ("cut_defects", "cut_rule", "held_out_twin")
 # whose variants re-run the score calibration (and so the threshold)
-RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map")
+RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map", "held_out_twin")
 TARGET_FALSE_REJECTS = 0.01
 SYNTHETIC_SEED = 7  # the check normals' synthetic anomalies; score calibration's own draws use 0
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
@@ -156,19 +159,29 @@ def best_cut(grid: dict) -> dict:
     return {"pixel_threshold": t, "extent": None if pairs[t] >= t else pairs[t], "dice": rows[t][pairs[t]]}
 
 
-def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, holdout: list, few_shot: list, seed: int):
+def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, train_split: Split, seed: int, prepared: dict):
     """The artefact with the variant's inference-only settings, its pixel levels re-chosen on
-    training data as `train` chooses them."""
+    training data as `train` chooses them. prepared: a cache of the fold's preparation, whose bank
+    owners a re-calibration with `held_out_twin: left_out` needs (the artefact does not keep them)."""
     keys = set(overrides(text))
     if not keys <= set(INFERENCE_KEYS):
         raise SystemExit(f"--from-artefact: variant {text!r} changes training; only {INFERENCE_KEYS} can be varied")
     model = load_artefact(path)
+    _, holdout = split_holdout(train_split.train_normal)
+    few_shot = train_split.few_shot
     arch = KMDGANArchitecture.from_config(cfg)
     for key in keys - set(CUT_KEYS):
         setattr(model.model.arch, key, getattr(arch, key))
     if keys & set(RECALIBRATED):
+        leave_out = None
+        if cfg.held_out_twin == "left_out" and model.model.matched:
+            if "fold" not in prepared:
+                prepared["fold"] = prepare(train_split, cfg, seed, progress=False)
+            if any(not torch.equal(a, b) for a, b in zip(prepared["fold"].banks.banks, model.banks)):
+                raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
+            leave_out = prepared["fold"].leave_out()
         model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
-                                                   model.input_size, TARGET_FALSE_REJECTS)
+                                                   model.input_size, TARGET_FALSE_REJECTS, leave_out)
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed,
                                               defects=cfg.cut_defects, rule=cfg.cut_rule)
     model.meta["pixel_threshold"], model.meta["pixel_extent"] = level, extent
@@ -189,11 +202,12 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
     workdir = args.workdir if len(args.folds) == 1 else args.workdir / f"fold{fold}"
     run["held_out"] = [s.image.name for s in held]
     results = run.setdefault("results", {})
+    prepared: dict = {}
     for text in args.variants:
         cfg = variant_config(text, iterations=args.iterations)
         if args.from_artefact:
             path = Path(str(args.from_artefact).replace("{fold}", str(fold)))
-            model = inference_variant(path, text, cfg, holdout, kept, args.seed)
+            model = inference_variant(path, text, cfg, train_split, args.seed, prepared)
         else:
             model = train_kmdgan(train_split, cfg, workdir / f"{text.replace('/', '_')}.safetensors",
                                  TARGET_FALSE_REJECTS,
