@@ -168,7 +168,8 @@ def recalibrated(args, split, model, prepared, settings: dict, train_s: float, c
     result = evaluate(numpy_predict(alt), split, size, threshold, batch_size=1, progress=False, **cut)
     result["train_seconds"] = round(train_s, 1)
     result["threshold"] = threshold
-    training = {**alt.meta["training"], "threshold_held_out": alt.model.threshold_record}
+    training = {**alt.meta["training"], "threshold_held_out": alt.model.threshold_record,
+                "distance_score_validation_auroc": getattr(alt.model, "validation", {})}
     name = "-".join(f"{k}-{v}" for k, v in settings.items())
     save_artefact(args.workdir / f"full-{name}.safetensors", alt.model, alt.banks, threshold, size,
                   training, alt.pixel_threshold, alt.pixel_extent)
