@@ -41,16 +41,8 @@ from edge_inspector.data import load_split
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import STRIDES, generator_for
-from edge_inspector.model.kmdgan.pool import prepare, set_distance_scale
+from edge_inspector.model.kmdgan.pool import image_means_of, prepare, set_distance_scale
 from edge_inspector.model.scoring import aggregate, roc_auc, split_holdout
-
-
-@torch.no_grad()
-def global_features(model, samples, size: int) -> torch.Tensor:
-    """(N, C): each image's pooled backbone features averaged over the image, standardised later."""
-    out = [torch.cat([f.mean((2, 3)) for f in model.features(torch.from_numpy(b.images))], 1)
-           for b in iter_batches(samples, size, 8)]
-    return torch.cat(out)
 
 
 @torch.no_grad()
@@ -128,7 +120,7 @@ def main() -> int:
     fit, held = split_holdout(split.train_normal)
     test = [s for s in split.test if s.label == 0]
 
-    g = global_features(model, fit + held + test, size)
+    g, _ = image_means_of(model, fit + held + test, size)
     g = (g - g.mean(0)) / g.std(0).clamp_min(1e-6)
     d = torch.cdist(g, g).fill_diagonal_(float("inf"))
     n_fit, n_held = len(fit), len(held)

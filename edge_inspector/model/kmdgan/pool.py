@@ -116,21 +116,32 @@ def set_distance_scale(model: KMDGANGenerator, normals: Pool) -> None:
         model.distance_scale[i] = worst.mean().clamp_min(1e-6)
 
 
+def image_means(feats: list[torch.Tensor]) -> torch.Tensor:
+    """(N, C): each image's pooled backbone features averaged over the image, every stride."""
+    return torch.cat([f.float().mean((2, 3)) for f in feats], 1)
+
+
 @torch.no_grad()
+def image_means_of(model: KMDGANGenerator, samples, size: int) -> tuple[torch.Tensor, list]:
+    """image_means() of the readable samples, and those samples."""
+    means, kept = [], []
+    for batch in iter_batches(samples, size, FEATURE_BATCH):
+        means.append(image_means(model.features(torch.from_numpy(batch.images))))
+        kept += batch.samples
+    return (torch.cat(means) if means else torch.zeros(0)), kept
+
+
 def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tensor], holdout, size: int) -> dict:
-    """{held-out sample: index of its nearest training normal among the bank's owners}, by each
-    image's mean pooled backbone features (every stride), standardised over the training normals.
-    Where one part was imaged more than once (Magnetic Tile holds the same tiles under several exp
-    folders; a commissioning run may cycle the same good parts), that neighbour is mostly its twin."""
-    fit = torch.cat([f.float().mean((2, 3)) for f in fit_feats], 1)
-    held, names = [], []
-    for batch in iter_batches(holdout, size, FEATURE_BATCH):
-        held.append(torch.cat([f.mean((2, 3)) for f in model.features(torch.from_numpy(batch.images))], 1))
-        names += batch.samples
+    """{held-out sample: index of its nearest training normal among the bank's owners}, by
+    image_means(), standardised over the training normals. Where one part was imaged more than
+    once (Magnetic Tile holds the same tiles under several exp folders; a commissioning run may
+    cycle the same good parts), that neighbour is mostly its twin."""
+    fit = image_means(fit_feats)
+    held, names = image_means_of(model, holdout, size)
     if not names or not len(fit):
         return {}
     centre, spread = fit.mean(0), fit.std(0).clamp_min(1e-6)
-    d = torch.cdist((torch.cat(held) - centre) / spread, (fit - centre) / spread)
+    d = torch.cdist((held - centre) / spread, (fit - centre) / spread)
     return dict(zip(names, d.argmin(1).tolist()))
 
 
