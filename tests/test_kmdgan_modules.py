@@ -62,6 +62,21 @@ def test_match_memory_never_returns_the_items_own_rows():
     assert torch.allclose(m[1].permute(1, 2, 0).reshape(-1, 4), bank[torch.cdist(q1, bank).argmin(1)])
 
 
+def test_match_memory_skips_several_owners_per_item():
+    f = rand(2, 4, 3, 3)
+    # item 0's features under two owners (a part imaged twice): both must be skipped, -1 pads
+    own = f[0].permute(1, 2, 0).reshape(-1, 4)
+    bank = torch.cat([own, own + 1e-3, rand(20, 4)])
+    owners = torch.tensor([0] * len(own) + [2] * len(own) + [1] * 20)
+    others = bank[2 * len(own):]
+    q0 = f[:1].permute(0, 2, 3, 1).reshape(-1, 4)
+    m = match_memory(f, bank, chunk=7, exclude=(owners, torch.tensor([[0, 2], [5, -1]])))
+    assert torch.allclose(m[0].permute(1, 2, 0).reshape(-1, 4), others[torch.cdist(q0, others).argmin(1)])
+    # one owner left out: the other copy is found (the single-owner exclusion is not enough)
+    m1 = match_memory(f, bank, chunk=7, exclude=(owners, torch.tensor([[0, -1], [5, -1]])))
+    assert torch.allclose(m1[0].permute(1, 2, 0).reshape(-1, 4), own + 1e-3)
+
+
 @pytest.mark.parametrize("kind", [ChannelAttention, CoordinateAttention])
 def test_attention_keeps_shape_and_learns(kind):
     torch.manual_seed(0)  # built here, not at collection, so its weights do not depend on test order

@@ -159,12 +159,13 @@ def recalibrated(args, split, model, prepared, settings: dict, train_s: float, c
     Its artefact goes beside the row's, with its own held-out record; the model is left as it was."""
     alt = copy.deepcopy(model)
     twin = settings.get("held_out_twin", model.meta["training"].get("held_out_twin", "kept"))
+    twins = settings.get("held_out_twins", model.meta["training"].get("held_out_twins", 1))
     for key, value in settings.items():
-        if key != "held_out_twin":
+        if key not in ("held_out_twin", "held_out_twins"):
             setattr(alt.model.arch, key, value)
     size = alt.input_size
     threshold = calibrate_scores(alt.model, alt.banks, prepared.holdout, split.few_shot, size, 0.01,
-                                 prepared.leave_out() if twin == "left_out" else None)
+                                 prepared.leave_out(twins) if twin == "left_out" else None)
     result = evaluate(numpy_predict(alt), split, size, threshold, batch_size=1, progress=False, **cut)
     result["train_seconds"] = round(train_s, 1)
     result["threshold"] = threshold

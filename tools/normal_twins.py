@@ -14,16 +14,11 @@ the test normals, with the bank `train` builds (the fast profile's, no trained w
   normals against the test normals, as AUROC (0.5 where they are drawn alike), with the bank rows
   of each held-out normal's k nearest training normals left out of its bank (k = 0 is the model).
 
-With --artefacts (models trained with the same seed, e.g. tools/ablation.py's full row and its
-"full, held_out_twin kept" re-calibration): the test normals' false rejects at each model's
-threshold as they are, and as new tiles would score, every training normal of the same tile (by
-name, Magnetic Tile only) left out of their memory.
+What a trained model's threshold does on new tiles: tools/new_parts.py.
 
 Reports only; it chooses nothing. Prints a table and writes JSON.
 
     python tools/normal_twins.py --root ../shared/data/magnetic-tile --out reports/normal_twins.json
-    python tools/normal_twins.py --leave-out 0 --artefacts reports/ablation/full.safetensors \
-        reports/ablation/full-held_out_twin-kept.safetensors
 """
 
 from __future__ import annotations
@@ -39,7 +34,6 @@ import torch
 from edge_inspector.config.station import KMDGANModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.data.loader import iter_batches
-from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import STRIDES, generator_for
 from edge_inspector.model.kmdgan.pool import image_means_of, prepare, set_distance_scale
 from edge_inspector.model.scoring import aggregate, roc_auc, split_holdout
@@ -64,33 +58,6 @@ def tile_number(sample) -> int | None:
     return int(m.group(1)) if m else None
 
 
-@torch.no_grad()
-def new_tile_false_rejects(path: Path, prepared, fit, test, size: int) -> dict:
-    """The test normals at the artefact's threshold: as they are, and each matched without the
-    memory rows of every training normal of the same tile (a number within 200 of its own)."""
-    model = load_artefact(path)
-    if any(not torch.equal(a, b) for a, b in zip(prepared.banks.banks, model.banks)):
-        raise SystemExit(f"{path}: its memory is not the one this split and seed build")
-    numbers = [tile_number(s) for s in fit]
-    g = model.model
-    scores, new = [], []
-    for batch in iter_batches(test, size, 1):
-        image = torch.from_numpy(batch.images)
-        n = tile_number(batch.samples[0])
-        twins = torch.tensor([i for i, m in enumerate(numbers) if n is not None and m is not None and abs(m - n) < 200])
-        for banks, out in ((model.banks, scores), (None, new)):
-            if banks is None:
-                banks = [b[~torch.isin(o, twins)] for b, o in zip(model.banks, prepared.banks.owners)]
-            feats = g.features(image)
-            logits, dists = g.decode(image, feats, g.match(feats, banks))
-            out.append(float(g.map_and_score(torch.sigmoid(logits), dists)[1][0]))
-    scores, new = np.asarray(scores), np.asarray(new)
-    return {"artefact": str(path), "threshold": model.threshold,
-            "held_out_twin": model.meta["training"].get("threshold_held_out", {}).get("twin", "kept"),
-            "test_normals": len(scores), "rejected_as_they_are": int((scores >= model.threshold).sum()),
-            "rejected_as_new_tiles": int((new >= model.threshold).sum())}
-
-
 def same_num_share(queries, pool, nearest) -> float | None:
     """Magnetic Tile only (exp<k>_num_<n> names): how often a query's nearest image in the pool
     has a number within 200 of its own, i.e. is the same tile in another exp folder."""
@@ -109,8 +76,6 @@ def main() -> int:
     p.add_argument("--stride", type=int, default=16, help="the memory distance's stride (the models chose 16)")
     p.add_argument("--aggregation", default="mean", choices=["mean", "max", "top10"])
     p.add_argument("--leave-out", type=int, nargs="+", default=[0, 1, 2, 5])
-    p.add_argument("--artefacts", type=Path, nargs="*", default=[],
-                   help="trained with --seed: their test normals' false rejects as they are and as new tiles")
     p.add_argument("--out", type=Path, default=Path("reports/normal_twins.json"))
     args = p.parse_args()
     split = load_split(args.dataset, args.root, args.category)
@@ -145,8 +110,6 @@ def main() -> int:
                      "held_out_q50_90_max": [round(float(v), 4) for v in np.percentile(h, [50, 90, 100])],
                      "test_q50_90_max": [round(float(v), 4) for v in np.percentile(t, [50, 90, 100])]})
 
-    new_tiles = [new_tile_false_rejects(path, prepared, fit, test, size) for path in args.artefacts]
-
     print(f"test normals whose nearest normal is a test normal: {nn_in_test:.3f} (chance {chance:.3f})")
     if twins is not None:
         print(f"held-out normals whose nearest training normal is the same tile (exp folder): {twins:.3f}")
@@ -159,19 +122,11 @@ def main() -> int:
         print(f"| {r['left_out']} | {r['auroc_test_over_held_out']:.3f} | "
               f"{' / '.join(f'{v:.3f}' for v in r['held_out_q50_90_max'])} | "
               f"{' / '.join(f'{v:.3f}' for v in r['test_q50_90_max'])} |")
-    if new_tiles:
-        print("\n| artefact | held_out_twin | threshold | test normals rejected as they are | as new tiles "
-              "(same-tile training normals left out of their memory) |\n|---|---|---|---|---|")
-        for r in new_tiles:
-            n = r["test_normals"]
-            print(f"| {r['artefact']} | {r['held_out_twin']} | {r['threshold']:.3f} | "
-                  f"{r['rejected_as_they_are']} of {n} | {r['rejected_as_new_tiles']} of {n} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"test_nearest_is_test": round(nn_in_test, 4), "chance": round(chance, 4),
                                     "held_out_nearest_is_same_tile": twins,
                                     "test_nearest_training_is_same_tile": test_twins, "stride": args.stride,
-                                    "aggregation": args.aggregation, "seed": args.seed, "rows": rows,
-                                    "new_tiles": new_tiles}, indent=2))
+                                    "aggregation": args.aggregation, "seed": args.seed, "rows": rows}, indent=2))
     return 0
 
 

@@ -65,11 +65,12 @@ from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_che
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
-                  "score_from_map", "cut_defects", "cut_rule", "held_out_twin")
+                  "score_from_map", "cut_defects", "cut_rule", "held_out_twin", "held_out_twins")
 # not architecture settings: they only choose the cut, or how the held-out normals are scored
 CUT_KEYS = ("cut_defects", "cut_rule", "held_out_twin")
 # whose variants re-run the score calibration (and so the threshold)
-RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map", "held_out_twin")
+RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map", "held_out_twin",
+                "held_out_twins")
 TARGET_FALSE_REJECTS = 0.01
 SYNTHETIC_SEED = 7  # the check normals' synthetic anomalies; score calibration's own draws use 0
 COLUMNS = ("mask_iou", "mask_dice", "area_ratio_median", "area_within_0.5_2")
@@ -179,7 +180,7 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, train_split
                 prepared["fold"] = prepare(train_split, cfg, seed, progress=False)
             if any(not torch.equal(a, b) for a, b in zip(prepared["fold"].banks.banks, model.banks)):
                 raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
-            leave_out = prepared["fold"].leave_out()
+            leave_out = prepared["fold"].leave_out(cfg.held_out_twins)
         model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
                                                    model.input_size, TARGET_FALSE_REJECTS, leave_out)
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed,

@@ -101,6 +101,10 @@ class KMDGANModelConfig(Strict):
         "left_out, each without the memory rows of its nearest training normal (where a part was imaged "
         "more than once that is its twin, which a new part does not have in the memory); kept, against "
         "the whole memory (docs/kmdgan.md).")
+    held_out_twins: int = Field(
+        1, ge=1, le=8, description="With held_out_twin left_out: how many of its nearest training normals each "
+        "held-out normal is scored without (where each part was imaged n times, n - 1 covers its twins; "
+        "docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")
 
     @model_validator(mode="after")

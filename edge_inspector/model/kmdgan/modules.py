@@ -21,8 +21,8 @@ def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAUL
                  exclude: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """The nearest bank entry of every location of f (B, C, h, w), returned as (B, C, h, w).
 
-    exclude: (owner id of each bank row, owner id of each batch item); a training image must not
-    find itself in the bank, or it learns from distances of zero it never sees in service.
+    exclude: (owner id of each bank row, owner id(s) of each batch item: (B,) or (B, K)); a training
+    image must not find itself in the bank, or it learns from distances of zero it never sees in service.
     """
     b, c, h, w = f.shape
     q = f.permute(0, 2, 3, 1).reshape(-1, c)
@@ -33,12 +33,14 @@ def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAUL
 
 def _own_rows(owners: torch.Tensor, items: torch.Tensor, per_item: int):
     """A blank() for nearest(): each item's queries (a run of per_item rows) skip its own bank rows.
-    An item's own rows are few, so only those entries are touched."""
+    items: each item's owner (B,), or several owners per item (B, K; -1 pads). An item's own rows
+    are few, so only those entries are touched."""
+    per = items.reshape(len(items), -1)
 
     def blank(d: torch.Tensor, start: int) -> None:
         part_owners = owners[start : start + d.shape[1]]
-        for k, item in enumerate(items.tolist()):
-            own = torch.nonzero(part_owners == item).flatten()
+        for k, own_ids in enumerate(per):
+            own = torch.nonzero(torch.isin(part_owners, own_ids)).flatten()
             if own.numel():
                 d[k * per_item : (k + 1) * per_item, own] = float("inf")
 

@@ -131,18 +131,23 @@ def image_means_of(model: KMDGANGenerator, samples, size: int) -> tuple[torch.Te
     return (torch.cat(means) if means else torch.zeros(0)), kept
 
 
-def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tensor], holdout, size: int) -> dict:
-    """{held-out sample: index of its nearest training normal among the bank's owners}, by
-    image_means(), standardised over the training normals. Where one part was imaged more than
-    once (Magnetic Tile holds the same tiles under several exp folders; a commissioning run may
-    cycle the same good parts), that neighbour is mostly its twin."""
+MAX_LEFT_OUT = 8  # nearest training normals kept per held-out normal (held_out_twins may not exceed it)
+
+
+def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tensor], holdout, size: int,
+                             count: int = MAX_LEFT_OUT) -> dict:
+    """{held-out sample: indices of its count nearest training normals among the bank's owners,
+    nearest first}, by image_means(), standardised over the training normals. Where one part was
+    imaged more than once (Magnetic Tile images each tile under six exp folders; a commissioning run
+    may cycle the same good parts), those neighbours are mostly its twins."""
     fit = image_means(fit_feats)
     held, names = image_means_of(model, holdout, size)
     if not names or not len(fit):
         return {}
     centre, spread = fit.mean(0), fit.std(0).clamp_min(1e-6)
     d = torch.cdist((held - centre) / spread, (fit - centre) / spread)
-    return dict(zip(names, d.argmin(1).tolist()))
+    order = d.topk(min(count, d.shape[1]), largest=False).indices
+    return dict(zip(names, order.tolist()))
 
 
 @dataclass
@@ -155,12 +160,15 @@ class Prepared:
     banks: Banks
     holdout: list
     seconds: float
-    # each held-out normal's nearest training normal (nearest_training_normals)
+    # each held-out normal's nearest training normals, nearest first (nearest_training_normals)
     holdout_nearest: dict = field(default_factory=dict)
 
-    def leave_out(self) -> tuple[list[torch.Tensor], dict]:
-        """calibrate_scores' leave_out: each held-out normal scored without its nearest training normal."""
-        return self.banks.owners, self.holdout_nearest
+    def leave_out(self, count: int = 1) -> tuple[list[torch.Tensor], dict]:
+        """calibrate_scores' leave_out: each held-out normal scored without its count nearest
+        training normals."""
+        if not 1 <= count <= MAX_LEFT_OUT:
+            raise ValueError(f"held_out_twins {count}: between 1 and {MAX_LEFT_OUT}")
+        return self.banks.owners, {s: n[:count] for s, n in self.holdout_nearest.items()}
 
 
 def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool = True) -> Prepared:

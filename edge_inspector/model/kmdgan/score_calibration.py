@@ -21,13 +21,19 @@ log = logging.getLogger(__name__)
 def outputs(model: KMDGANGenerator, banks, samples, size: int, leave_out=None
             ) -> tuple[torch.Tensor, list[torch.Tensor]]:
     """Mask probabilities (N, 1, H, W) and, per matched stride, distance maps (N, 1, h, w).
-    leave_out: (each bank row's owner per matched stride, {sample: owner}): each sample matched
-    without that owner's bank rows (Prepared.leave_out)."""
+    leave_out: (each bank row's owner per matched stride, {sample: [owners]}): each sample matched
+    without those owners' bank rows (Prepared.leave_out)."""
     batches = iter_batches(samples, size, 8)
     if leave_out is None:
         return outputs_of(model, banks, (batch.images for batch in batches))
     owners, nearest = leave_out
-    return outputs_of(model, banks, ((batch.images, (owners, torch.tensor([nearest.get(s, -1) for s in batch.samples])))
+    width = max((len(v) for v in nearest.values()), default=1)
+
+    def left(sample) -> list[int]:  # each sample's owners, padded with -1 (no bank row's owner)
+        own = list(nearest.get(sample, []))
+        return own + [-1] * (width - len(own))
+
+    return outputs_of(model, banks, ((batch.images, (owners, torch.tensor([left(s) for s in batch.samples])))
                                      for batch in batches))
 
 
@@ -103,7 +109,7 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     """Choose the memory-distance stride and aggregation (held-out normals vs the few-shot anomalies:
     the bank holds neither, so this part of the score is fairly validated), centre the score parts
     on the held-out normals and scale them (part_scales), and choose the threshold on them.
-    leave_out (outputs()): the held-out normals are scored without their nearest training normal's
+    leave_out (outputs()): the held-out normals are scored without their nearest training normals'
     memory rows, as a new part that has no twin in the memory; the map blend's levels (pixels, not
     verdicts) still come from the whole memory."""
     prob, dists = outputs(model, banks, holdout, size)
@@ -137,6 +143,8 @@ def calibrate_scores(model: KMDGANGenerator, banks, holdout, few_shot, size: int
     model.threshold_record = {"held_out_normals": len(scores), "rejected": rejected,
                               "false_reject_upper_95": round(upper, 4), "rule": rule,
                               "twin": "left_out" if leave_out is not None and dists else "kept"}
+    if leave_out is not None and dists:
+        model.threshold_record["twins_left_out"] = max((len(v) for v in leave_out[1].values()), default=0)
     log.info("operating threshold %.4f (rule %s): %d of %d held-out normals at or above it; the false-reject "
              "rate on good inputs (images; tiles when tiled) may be up to %.1f %% (95 %% upper bound)", threshold, rule,
              rejected, len(scores), 100 * model.threshold_record["false_reject_upper_95"])

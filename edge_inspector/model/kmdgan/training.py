@@ -209,7 +209,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     model.cpu().eval()
     threshold = calibrate_scores(model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size,
                                  target_false_reject_rate,
-                                 prepared.leave_out() if cfg.held_out_twin == "left_out" else None)
+                                 prepared.leave_out(cfg.held_out_twins) if cfg.held_out_twin == "left_out" else None)
     pixel_threshold, pixel_extent, pixel_validation = choose_pixel_threshold(
         model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size, seed, defects=cfg.cut_defects,
         rule=cfg.cut_rule)
@@ -220,6 +220,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
                 "dice": cfg.dice, "tversky_beta": cfg.tversky_beta, "cut_defects": cfg.cut_defects,
                 "cut_rule": cfg.cut_rule, "held_out_twin": cfg.held_out_twin,
+                "held_out_twins": cfg.held_out_twins,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
