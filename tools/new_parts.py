@@ -36,7 +36,7 @@ from edge_inspector.config.station import KMDGANModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.pool import prepare
-from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, outputs
+from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, image_scores, outputs
 from edge_inspector.model.scoring import roc_auc, split_holdout
 
 TARGET_FALSE_REJECTS = 0.01
@@ -56,12 +56,6 @@ def same_tile(samples, fit) -> dict:
         n = tile_number(s)
         out[s] = [] if n is None else np.flatnonzero(np.abs(numbers - n) < SAME_TILE).tolist()
     return out
-
-
-def scores_of(model, out) -> np.ndarray:
-    prob, dists = out
-    return np.concatenate([model.map_and_score(prob[i:i + 64], [d[i:i + 64] for d in dists])[1].numpy()
-                           for i in range(0, len(prob), 64)])
 
 
 def main() -> int:
@@ -97,7 +91,7 @@ def main() -> int:
     for name, leave_out in rules:
         model = copy.deepcopy(g)
         threshold = calibrate_scores(model, banks, holdout, split.few_shot, size, TARGET_FALSE_REJECTS, leave_out)
-        held, as_is, new = scores_of(model, held_new), scores_of(model, test_as_is), scores_of(model, test_new)
+        held, as_is, new = (image_scores(model, *o) for o in (held_new, test_as_is, test_new))
         good, bad = labels == 0, labels == 1
         rows.append({
             "held_out": name, "threshold": round(float(threshold), 4),

@@ -11,7 +11,10 @@ Dice and area ratio (`per_image`): which ones are missed, and by how much.
 
 With --check-normals, a second set of training normals (every 10th) is kept out of training
 altogether (`split_check_normals`), and the false rejects at the operating threshold are counted on
-them: the held-out normals cannot show those, because the threshold is set on them.
+them: the held-out normals cannot show those, because the threshold is set on them. Where the
+images carry Magnetic Tile's names, the check normals are also scored as new tiles (each matched
+without every training normal of its tile, tools/new_parts.py), with and without a synthetic
+anomaly: what a line's new parts would see at the threshold.
 The table gives in brackets the same counts where NG also needs a region of the shipped mask
 (`threshold.min_defect_area` 1).
 
@@ -45,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from new_parts import same_tile, tile_number
 from variants import cut_text, overrides, variant_config
 
 from edge_inspector import __version__
@@ -59,7 +63,14 @@ from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.network import KMDGANArchitecture
 from edge_inspector.model.kmdgan.pixel_threshold import best_extent, choose_pixel_threshold, dice_grid
 from edge_inspector.model.kmdgan.pool import prepare
-from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, synthetic_batches
+from edge_inspector.model.kmdgan.score_calibration import (
+    calibrate_scores,
+    image_scores,
+    outputs,
+    outputs_of,
+    owners_left_out,
+    synthetic_batches,
+)
 from edge_inspector.model.kmdgan.training import train_kmdgan
 from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_check_normals, split_holdout
 
@@ -109,6 +120,29 @@ def false_rejects(model, check: list, size: int) -> dict:
             # the same verdicts where NG also needs a region (threshold.min_defect_area 1)
             "check_rejected_with_region": gated(maps, scores, model),
             "check_synthetic_found_with_region": gated(drawn_maps, drawn, model)}
+
+
+def new_tile_rejects(model, check: list, size: int, leave_out) -> dict:
+    """The check normals as new tiles would score (each matched without every training normal of
+    its tile: leave_out, from Magnetic Tile's names), rejected at the operating threshold; and with
+    the same synthetic anomalies as false_rejects(), found."""
+    g, (owners, tiles) = model.model, leave_out
+    scores = image_scores(g, *outputs(g, model.banks, check, size, leave_out))
+    drawn = image_scores(g, *outputs_of(g, model.banks, (
+        (images, (owners, owners_left_out(tiles, batch.samples)))
+        for images, batch in zip(synthetic_batches(check, size, SYNTHETIC_SEED), iter_batches(check, size, 8)))))
+    return {"check_new_tile_rejected": held_out_rejections(scores, model.threshold)[0],
+            "check_new_tile_synthetic_found": held_out_rejections(drawn, model.threshold)[0]}
+
+
+def fold_prepared(prepared: dict, train_split: Split, cfg, seed: int, model, path) -> object:
+    """The fold's preparation (cached in prepared), checked against the model's memory: the bank
+    owners that leaving training normals out needs (an artefact does not keep them)."""
+    if "fold" not in prepared:
+        prepared["fold"] = prepare(train_split, cfg, seed, progress=False)
+    if any(not torch.equal(a, b) for a, b in zip(prepared["fold"].banks.banks, model.banks)):
+        raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
+    return prepared["fold"]
 
 
 def gated(maps: list, scores: list, model) -> int:
@@ -176,11 +210,7 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, train_split
     if keys & set(RECALIBRATED):
         leave_out = None
         if cfg.held_out_twin == "left_out" and model.model.matched:
-            if "fold" not in prepared:
-                prepared["fold"] = prepare(train_split, cfg, seed, progress=False)
-            if any(not torch.equal(a, b) for a, b in zip(prepared["fold"].banks.banks, model.banks)):
-                raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
-            leave_out = prepared["fold"].leave_out(cfg.held_out_twins)
+            leave_out = fold_prepared(prepared, train_split, cfg, seed, model, path).leave_out(cfg.held_out_twins)
         model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
                                                    model.input_size, TARGET_FALSE_REJECTS, leave_out)
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed,
@@ -216,6 +246,10 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
         results[text] = measure(model, held, holdout, cfg.input_size)
         if check:
             results[text].update(false_rejects(model, check, cfg.input_size))
+            if all(tile_number(s) is not None for s in check) and model.model.matched:
+                fold = fold_prepared(prepared, train_split, cfg, args.seed, model, workdir)
+                tiles = same_tile(check, split_holdout(normals)[0])
+                results[text].update(new_tile_rejects(model, check, cfg.input_size, (fold.banks.owners, tiles)))
         results[text]["train_seconds"] = model.meta["training"]["seconds"]
         print(f"fold {fold}, {text}: {results[text]}", file=sys.stderr, flush=True)
         save()
@@ -245,6 +279,9 @@ def pooled(folds: dict) -> dict:
             out[text].update(check_normals=n, check_rejected=rejected,
                              check_false_reject_rate=round(rejected / n, 4),
                              check_synthetic_found=sum(r["check_synthetic_found"] for r in runs),
+                             **{k: sum(r[k] for r in runs) for k in ("check_new_tile_rejected",
+                                                                     "check_new_tile_synthetic_found")
+                                if all(k in r for r in runs)},
                              check_rejected_with_region=sum(r["check_rejected_with_region"] for r in runs),
                              check_synthetic_found_with_region=sum(r["check_synthetic_found_with_region"]
                                                                    for r in runs))
@@ -258,6 +295,8 @@ def table(rows: dict) -> list[str]:
     checked = all("check_rejected" in r for r in rows.values())
     header += ["check normals rejected (NG needing a region)",
                "synthetic on check normals found (NG needing a region)"] if checked else []
+    new_tiles = checked and all("check_new_tile_rejected" in r for r in rows.values())
+    header += ["as new tiles: check normals rejected", "synthetic on them found"] if new_tiles else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for (fold, text), r in rows.items():
         cells = [fold, text, f"{r['found']} ({r.get('found_with_region', '-')}) of {r['defects']}",
@@ -271,6 +310,9 @@ def table(rows: dict) -> list[str]:
             cells += [f"{r['check_rejected']} ({r.get('check_rejected_with_region', '-')}) of {r['check_normals']}",
                       f"{r['check_synthetic_found']} ({r.get('check_synthetic_found_with_region', '-')}) "
                       f"of {r['check_normals']}"]
+        if new_tiles:
+            cells += [f"{r['check_new_tile_rejected']} of {r['check_normals']}",
+                      f"{r['check_new_tile_synthetic_found']} of {r['check_normals']}"]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

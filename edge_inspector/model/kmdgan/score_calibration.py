@@ -27,14 +27,21 @@ def outputs(model: KMDGANGenerator, banks, samples, size: int, leave_out=None
     if leave_out is None:
         return outputs_of(model, banks, (batch.images for batch in batches))
     owners, nearest = leave_out
-    width = max((len(v) for v in nearest.values()), default=1)
-
-    def left(sample) -> list[int]:  # each sample's owners, padded with -1 (no bank row's owner)
-        own = list(nearest.get(sample, []))
-        return own + [-1] * (width - len(own))
-
-    return outputs_of(model, banks, ((batch.images, (owners, torch.tensor([left(s) for s in batch.samples])))
+    return outputs_of(model, banks, ((batch.images, (owners, owners_left_out(nearest, batch.samples)))
                                      for batch in batches))
+
+
+def owners_left_out(nearest: dict, samples) -> torch.Tensor:
+    """match's exclude for samples (B, K): each one's bank owners from {sample: [owners]}, padded
+    with -1 (no bank row's owner)."""
+    width = max([len(v) for v in nearest.values()] + [1])
+    return torch.tensor([list(nearest.get(s, [])) + [-1] * (width - len(nearest.get(s, []))) for s in samples])
+
+
+def image_scores(model: KMDGANGenerator, prob: torch.Tensor, dists: list[torch.Tensor], chunk: int = 64) -> np.ndarray:
+    """The image score of outputs()' results, as the service computes it."""
+    return np.concatenate([model.map_and_score(prob[i:i + chunk], [d[i:i + chunk] for d in dists])[1].numpy()
+                           for i in range(0, len(prob), chunk)]) if len(prob) else np.zeros(0)
 
 
 @torch.no_grad()
