@@ -247,9 +247,9 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
         if check:
             results[text].update(false_rejects(model, check, cfg.input_size))
             if all(tile_number(s) is not None for s in check) and model.model.matched:
-                fold = fold_prepared(prepared, train_split, cfg, args.seed, model, workdir)
+                owners = fold_prepared(prepared, train_split, cfg, args.seed, model, workdir).banks.owners
                 tiles = same_tile(check, split_holdout(normals)[0])
-                results[text].update(new_tile_rejects(model, check, cfg.input_size, (fold.banks.owners, tiles)))
+                results[text].update(new_tile_rejects(model, check, cfg.input_size, (owners, tiles)))
         results[text]["train_seconds"] = model.meta["training"]["seconds"]
         print(f"fold {fold}, {text}: {results[text]}", file=sys.stderr, flush=True)
         save()
