@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 from pathlib import Path
 
 import numpy as np
 import torch
+from new_parts import tile_number
 
 from edge_inspector.config.station import KMDGANModelConfig
 from edge_inspector.data import load_split
@@ -51,11 +51,6 @@ def memory_distance(model, samples, bank, owners, stride: int, mode: str, size: 
         d = torch.cdist(q, rows).min(1).values.view(1, 1, *f.shape[-2:])
         scores.append(aggregate((d / (model.distance_scale[i] * model.position(i))).flatten(1), mode))
     return torch.cat(scores).numpy()
-
-
-def tile_number(sample) -> int | None:
-    m = re.search(r"num_(\d+)", sample.image.name)
-    return int(m.group(1)) if m else None
 
 
 def same_num_share(queries, pool, nearest) -> float | None:
