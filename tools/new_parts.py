@@ -107,7 +107,8 @@ def main() -> int:
     print(f"{args.artefact}: {n_held} held-out normals; test part {int((labels == 0).sum())} normals, "
           f"{int(labels.sum())} defects")
     print("| held-out normals scored | distance part | threshold | held-out normals as new tiles at or above it "
-          "| test false rejects / escapes | as new tiles | image AUROC test / as new tiles |\n|---|---|---|---|---|---|---|")
+          "| test false rejects / escapes | as new tiles | image AUROC test / as new tiles |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['held_out']} | {r['distance_part']} | {r['threshold']:.3f} | "
               f"{r['held_out_as_new_tiles_rejected']} of {n_held} | "
