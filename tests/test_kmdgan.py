@@ -306,6 +306,8 @@ def test_held_out_normals_are_scored_without_their_twin_in_the_memory(product_se
     g = generator_for(cfg).eval()
     set_distance_scale(g, prepared.normals)
     banks = prepared.banks.banks
+    # the tools re-calibrating an artefact check that its memory is the one whose owners they hold
+    assert prepared.banks.hold([b.clone() for b in banks]) and not prepared.banks.hold([b + 1 for b in banks])
     _, whole = outputs(g, banks, [twin], cfg.input_size)
     _, left = outputs(g, banks, [twin], cfg.input_size, prepared.leave_out(2))
     for d_whole, d_left in zip(whole, left):

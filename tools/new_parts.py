@@ -30,7 +30,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from edge_inspector.config.station import KMDGANModelConfig
 from edge_inspector.data import load_split
@@ -72,7 +71,7 @@ def main() -> int:
     loaded = load_artefact(args.artefact)
     cfg = KMDGANModelConfig(kind="kmdgan", profile="fast", input_size=loaded.input_size)
     prepared = prepare(split, cfg, args.seed, progress=False)
-    if any(not torch.equal(a, b) for a, b in zip(prepared.banks.banks, loaded.banks)):
+    if not prepared.banks.hold(loaded.banks):
         raise SystemExit(f"{args.artefact}: its memory is not the one this split and seed build")
     fit, holdout = split_holdout(split.train_normal)
     size, banks, owners = loaded.input_size, loaded.banks, prepared.banks.owners

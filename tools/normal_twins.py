@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from new_parts import tile_number
+from new_parts import SAME_TILE, tile_number
 
 from edge_inspector.config.station import KMDGANModelConfig
 from edge_inspector.data import load_split
@@ -55,11 +55,11 @@ def memory_distance(model, samples, bank, owners, stride: int, mode: str, size: 
 
 def same_num_share(queries, pool, nearest) -> float | None:
     """Magnetic Tile only (exp<k>_num_<n> names): how often a query's nearest image in the pool
-    has a number within 200 of its own, i.e. is the same tile in another exp folder."""
+    has a number within SAME_TILE of its own, i.e. is the same tile in another exp folder."""
     n = [tile_number(s) for s in queries + pool]
     if None in n:
         return None
-    return float(np.mean([abs(n[i] - n[len(queries) + j]) < 200 for i, j in enumerate(nearest)]))
+    return float(np.mean([abs(n[i] - n[len(queries) + j]) < SAME_TILE for i, j in enumerate(nearest)]))
 
 
 def main() -> int:

@@ -47,7 +47,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from new_parts import same_tile, tile_number
 from variants import cut_text, overrides, variant_config
 
@@ -140,7 +139,7 @@ def fold_prepared(prepared: dict, train_split: Split, cfg, seed: int, model, pat
     owners that leaving training normals out needs (an artefact does not keep them)."""
     if "fold" not in prepared:
         prepared["fold"] = prepare(train_split, cfg, seed, progress=False)
-    if any(not torch.equal(a, b) for a, b in zip(prepared["fold"].banks.banks, model.banks)):
+    if not prepared["fold"].banks.hold(model.banks):
         raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
     return prepared["fold"]
 

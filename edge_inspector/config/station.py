@@ -10,6 +10,8 @@ from pydantic import Field, model_validator
 from edge_inspector.config.base import Strict, read_secret
 from edge_inspector.config.mqtt import MqttConfig
 
+MAX_HELD_OUT_TWINS = 8  # nearest training normals found per held-out normal (model/kmdgan/pool.py)
+
 KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keeps and bench times
 
 
@@ -102,7 +104,7 @@ class KMDGANModelConfig(Strict):
         "more than once that is its twin, which a new part does not have in the memory); kept, against "
         "the whole memory (docs/kmdgan.md).")
     held_out_twins: int = Field(
-        1, ge=1, le=8, description="With held_out_twin left_out: how many of its nearest training normals each "
+        1, ge=1, le=MAX_HELD_OUT_TWINS, description="With held_out_twin left_out: how many of its nearest training normals each "
         "held-out normal is scored without (where each part was imaged n times, n - 1 covers its twins; "
         "docs/kmdgan.md).")
     artefact: Path | None = Field(None, description="Trained model artefact to load or write (under models/).")

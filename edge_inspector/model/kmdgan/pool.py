@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from edge_inspector.config import KMDGANModelConfig
+from edge_inspector.config.station import MAX_HELD_OUT_TWINS
 from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
@@ -40,6 +41,10 @@ class Pool:
 class Banks:
     banks: list[torch.Tensor]  # per matched stride (M, C)
     owners: list[torch.Tensor]  # index of the normal image each bank row came from
+
+    def hold(self, banks: list[torch.Tensor]) -> bool:
+        """Whether banks (a trained artefact's memory) are these: its rows' owners are then these owners."""
+        return all(torch.equal(a, b) for a, b in zip(self.banks, banks))
 
 
 def read_all(samples, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -131,11 +136,8 @@ def image_means_of(model: KMDGANGenerator, samples, size: int) -> tuple[torch.Te
     return (torch.cat(means) if means else torch.zeros(0)), kept
 
 
-MAX_LEFT_OUT = 8  # nearest training normals kept per held-out normal (held_out_twins may not exceed it)
-
-
 def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tensor], holdout, size: int,
-                             count: int = MAX_LEFT_OUT) -> dict:
+                             count: int = MAX_HELD_OUT_TWINS) -> dict:
     """{held-out sample: indices of its count nearest training normals among the bank's owners,
     nearest first}, by image_means(), standardised over the training normals. Where one part was
     imaged more than once (Magnetic Tile images each tile under six exp folders; a commissioning run
@@ -166,8 +168,8 @@ class Prepared:
     def leave_out(self, count: int = 1) -> tuple[list[torch.Tensor], dict]:
         """calibrate_scores' leave_out: each held-out normal scored without its count nearest
         training normals."""
-        if not 1 <= count <= MAX_LEFT_OUT:
-            raise ValueError(f"held_out_twins {count}: between 1 and {MAX_LEFT_OUT}")
+        if not 1 <= count <= MAX_HELD_OUT_TWINS:
+            raise ValueError(f"held_out_twins {count}: between 1 and {MAX_HELD_OUT_TWINS}")
         return self.banks.owners, {s: n[:count] for s, n in self.holdout_nearest.items()}
 
 
