@@ -16,7 +16,7 @@ same held-out normals, as `train` does) under each way of scoring the held-out n
 For each it reports, from training data: the threshold and how many held-out normals scored as new
 tiles reach it; and from the test part (reports only): the test normals rejected and the defects
 let pass, as the images are and as new tiles (each scored without its tile's training normals),
-and image AUROC both ways.
+and image AUROC both ways; and each score part alone as AUROC, both ways.
 
     python tools/new_parts.py --artefact reports/ablation/full.safetensors --out reports/new_parts.json
 """
@@ -36,7 +36,7 @@ from edge_inspector.data import load_split
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.pool import prepare
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, image_scores, outputs
-from edge_inspector.model.scoring import roc_auc, split_holdout
+from edge_inspector.model.scoring import SCORE_MODES, aggregate, roc_auc, split_holdout
 
 TARGET_FALSE_REJECTS = 0.01
 SAME_TILE = 200  # Magnetic Tile: the six images of one tile lie within about 150 numbers
@@ -55,6 +55,24 @@ def same_tile(samples, fit) -> dict:
         n = tile_number(s)
         out[s] = [] if n is None else np.flatnonzero(np.abs(numbers - n) < SAME_TILE).tolist()
     return out
+
+
+def part_aurocs(g, held: tuple, few: tuple, labels: np.ndarray, test: tuple) -> dict:
+    """Each score part alone (the mask's top-k mean; each matched stride's memory distance under
+    each aggregation), as AUROC: held-out normals against the few-shot defects (training data; the
+    network was trained on those defects, so the mask part's figure is optimistic) and the test part."""
+    def parts(out) -> dict:
+        prob, dists = out
+        found = {"mask top-k": g.score_parts(prob, [])[:, 0].numpy()}
+        for stride, d in zip(g.matched, dists):
+            for mode in SCORE_MODES:
+                found[f"stride {stride} {mode}"] = aggregate(d.flatten(1), mode).numpy()
+        return found
+
+    h, f, t = parts(held), parts(few), parts(test)
+    train_labels = np.r_[np.zeros(len(held[0])), np.ones(len(few[0]))]
+    return {k: {"training": round(float(roc_auc(train_labels, np.r_[h[k], f[k]])), 4),
+                "test": round(float(roc_auc(labels, t[k])), 4)} for k in f}
 
 
 def main() -> int:
@@ -102,6 +120,9 @@ def main() -> int:
             "new_tiles_escapes": round(float((new[bad] < threshold).mean()), 4),
             "test_auroc": round(float(roc_auc(labels, as_is)), 4),
             "new_tiles_auroc": round(float(roc_auc(labels, new)), 4)})
+    few = outputs(g, banks, split.few_shot, size)
+    parts = {"as new tiles": part_aurocs(g, held_new, few, labels, test_new),
+             "as they are": part_aurocs(g, outputs(g, banks, holdout, size), few, labels, test_as_is)}
     n_held = len(holdout)
     print(f"{args.artefact}: {n_held} held-out normals; test part {int((labels == 0).sum())} normals, "
           f"{int(labels.sum())} defects")
@@ -114,9 +135,14 @@ def main() -> int:
               f"{100 * r['test_false_rejects']:.2f} % / {100 * r['test_escapes']:.2f} % | "
               f"{100 * r['new_tiles_false_rejects']:.2f} % / {100 * r['new_tiles_escapes']:.2f} % | "
               f"{r['test_auroc']:.4f} / {r['new_tiles_auroc']:.4f} |")
+    print("\n| score part alone (AUROC) | training: held-out normals against the few-shot defects, as new tiles "
+          "/ as they are | test: as new tiles / as they are |\n|---|---|---|")
+    for k, new in parts["as new tiles"].items():
+        old = parts["as they are"][k]
+        print(f"| {k} | {new['training']:.3f} / {old['training']:.3f} | {new['test']:.3f} / {old['test']:.3f} |")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"artefact": str(args.artefact), "seed": args.seed, "held_out_normals": n_held,
-                                    "rows": rows}, indent=2))
+                                    "rows": rows, "parts": parts}, indent=2))
     return 0
 
 
