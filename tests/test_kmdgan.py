@@ -325,6 +325,47 @@ def test_held_out_normals_are_scored_without_their_twin_in_the_memory(product_se
         prepared.leave_out(9)
 
 
+def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_path):
+    import shutil
+
+    from edge_inspector.data import load_split
+    from edge_inspector.data.sample import Sample, Split
+    from edge_inspector.model.kmdgan.network import STRIDES, generator_for
+    from edge_inspector.model.kmdgan.pool import prepare
+    from edge_inspector.model.kmdgan.training import train_kmdgan
+
+    split = load_split("folder", product_set)
+    normals = list(split.train_normal)
+    # training normals 3 and 4 are one part imaged twice: each other's twin in the memory
+    twin = Sample(tmp_path / ("twin" + normals[3].image.suffix), None, 0, "good")
+    shutil.copy(normals[3].image, twin.image)
+    normals[4] = twin
+    cfg = small_config(training_twins=1)
+    prepared = prepare(Split(normals, split.few_shot), cfg, seed=0, progress=False)
+    assert prepared.normals_nearest[3, 0] == 4 and prepared.normals_nearest[4, 0] == 3
+    assert prepared.training_owners(0).tolist() == [[i] for i in range(len(prepared.normals.images))]
+    assert prepared.training_owners(1)[3].tolist() == [3, 4]
+    g = generator_for(cfg).eval()
+    own_only, twins_out = prepared.normals, prepared.training_normals(g, 1)
+    assert prepared.training_normals(g, 0) is own_only
+    # with its own image alone left out, item 3 or 4 finds its twin's rows (the bank's sampler keeps
+    # one copy of each duplicate row, of either owner); with its twin left out too, neither does
+    for i, stride in enumerate(g.matched):
+        f = prepared.normals.feats[STRIDES.index(stride)][3:5].float()
+        d_own = (f - own_only.memories[i][3:5].float()).norm(dim=1)
+        d_out = (f - twins_out.memories[i][3:5].float()).norm(dim=1)
+        assert (d_own < 0.01).float().mean() > 0.2 and (d_out < 0.01).float().mean() < 0.02
+        # leaving more rows out never brings any item's nearest row closer
+        f_all = prepared.normals.feats[STRIDES.index(stride)].float()
+        gap = ((f_all - twins_out.memories[i].float()).norm(dim=1) - (f_all - own_only.memories[i].float()).norm(dim=1))
+        assert gap.min() > -0.05 and gap.mean() > 0
+    with pytest.raises(ValueError, match="training_twins"):
+        prepared.training_owners(9)
+    model = train_kmdgan(Split(normals, split.few_shot), small_config(training_twins=1, iterations=3),
+                         tmp_path / "m.safetensors", 0.1, progress=False, prepared=prepared)
+    assert model.meta["training"]["training_twins"] == 1
+
+
 def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trained):
     from edge_inspector.data.loader import iter_batches
 

@@ -152,6 +152,16 @@ def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tenso
     return dict(zip(names, order.tolist()))
 
 
+def nearest_among(feats: list[torch.Tensor], count: int = MAX_HELD_OUT_TWINS) -> torch.Tensor:
+    """(N, count): each image's nearest other images among feats, nearest first, by image_means()
+    standardised as in nearest_training_normals."""
+    means = image_means(feats)
+    z = (means - means.mean(0)) / means.std(0).clamp_min(1e-6)
+    d = torch.cdist(z, z)
+    d.fill_diagonal_(float("inf"))
+    return d.topk(min(count, len(z) - 1), largest=False).indices
+
+
 @dataclass
 class Prepared:
     """Everything training needs that does not depend on the trainable network: shareable between
@@ -164,6 +174,26 @@ class Prepared:
     seconds: float
     # each held-out normal's nearest training normals, nearest first (nearest_training_normals)
     holdout_nearest: dict = field(default_factory=dict)
+    # each training normal's nearest other training normals (N, MAX_HELD_OUT_TWINS), nearest first
+    normals_nearest: torch.Tensor | None = None
+
+    def training_owners(self, count: int) -> torch.Tensor:
+        """(N, 1 + count): the bank owners each training normal is matched without in training, its
+        own image first, then its count nearest other training normals (the twins a new part lacks)."""
+        own = torch.arange(len(self.normals.images))[:, None]
+        if not count:
+            return own
+        if not 1 <= count <= MAX_HELD_OUT_TWINS or self.normals_nearest is None:
+            raise ValueError(f"training_twins {count}: between 0 and {MAX_HELD_OUT_TWINS}, with memory matching on")
+        return torch.cat([own, self.normals_nearest[:, :count]], 1)
+
+    def training_normals(self, model: KMDGANGenerator, count: int) -> Pool:
+        """The training normals' pool with each matched without training_owners(count)."""
+        if not count:
+            return self.normals
+        n = self.normals
+        owners = self.training_owners(count)
+        return Pool(n.images, n.masks, n.feats, nearest_memories(model, n.feats, self.banks, owners))
 
     def leave_out(self, count: int = 1) -> tuple[list[torch.Tensor], dict]:
         """calibrate_scores' leave_out: each held-out normal scored without its count nearest
@@ -195,4 +225,5 @@ def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool 
                     "be estimated until labelled defects are added")
         few = Pool(few_images, few_masks, [f[:0] for f in normals.feats], [m[:0] for m in normals.memories])
     nearest = nearest_training_normals(model, feats, holdout, size) if model.matched else {}
-    return Prepared(normals, few, banks, holdout, time.perf_counter() - started, nearest)
+    return Prepared(normals, few, banks, holdout, time.perf_counter() - started, nearest,
+                    nearest_among(feats) if model.matched else None)

@@ -45,8 +45,11 @@ class BatchMaker:
     """Mixes cached normals, cached real anomalies (flipped) and fresh synthetic anomalies."""
 
     def __init__(self, model: KMDGANGenerator, normals: Pool, few: Pool, banks: Banks, batch_size: int,
-                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",)):
+                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",),
+                 owners: torch.Tensor | None = None):
         self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
+        # (N, K): the bank owners an anomaly drawn on normal j is matched without (Prepared.training_owners)
+        self.owners = owners if owners is not None else torch.arange(len(normals.images))[:, None]
         self.copy_paste = copy_paste if len(few.images) else 0.0  # share of pasted real defects
         self.kinds = tuple(kinds)
         self.n_few = min(2 if batch_size >= 4 else 1, len(few.images))
@@ -65,7 +68,7 @@ class BatchMaker:
                 if mask.any():
                     images.append(image)
                     masks.append(mask)
-                    owners.append(int(j))
+                    owners.append(self.owners[j])
                     continue
             if rng.random() < 0.5:
                 source = self.normals.images[rng.integers(n)]
@@ -76,9 +79,9 @@ class BatchMaker:
             image, mask = make_anomaly(kind, self.normals.images[j], rng, source=source)
             images.append(image)
             masks.append(mask)
-            owners.append(int(j))  # pasted onto normal j: j must not find itself in the bank
+            owners.append(self.owners[j])  # drawn on normal j: j (and its twins) must not be found in the bank
         return build_pool(self.model, np.stack(images), np.stack(masks), self.banks if self.model.matched else None,
-                          torch.tensor(owners), False, "")
+                          torch.stack(owners), False, "")
 
     def __call__(self) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
         parts = [(self.normals, self.rng.choice(len(self.normals.images), self.n_normal))]
@@ -181,7 +184,10 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     banks = prepared.banks if model.matched else Banks([], [])
     if model.matched and len(banks.banks) != len(model.matched):
         raise ValueError("prepared data has no memory banks for this model's matched strides")
-    set_distance_scale(model, prepared.normals)
+    # with training_twins, the normals (and anomalies drawn on them) see the memory a new part sees
+    normals = prepared.training_normals(model, cfg.training_twins) if model.matched else prepared.normals
+    owners = prepared.training_owners(cfg.training_twins) if model.matched else None
+    set_distance_scale(model, normals)
     # batches (synthetic anomalies, their frozen features and memory search) are made on the CPU by
     # a twin without trainable state in use; the network being trained lives on the device
     maker = model if on_cpu else _new_generator(cfg)
@@ -189,8 +195,8 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     optimisation = Optimisation(model, cfg, iterations, device)
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
-    make_batch = BatchMaker(maker, prepared.normals, prepared.few, banks, batch_size, rng, cfg.copy_paste,
-                            tuple(cfg.synthetic_kinds))
+    make_batch = BatchMaker(maker, normals, prepared.few, banks, batch_size, rng, cfg.copy_paste,
+                            tuple(cfg.synthetic_kinds), owners)
     start_it = 0
     if resume and checkpoint.is_file():
         start_it = optimisation.restore(checkpoint, rng)
@@ -220,7 +226,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
                 "dice": cfg.dice, "tversky_beta": cfg.tversky_beta, "cut_defects": cfg.cut_defects,
                 "cut_rule": cfg.cut_rule, "held_out_twin": cfg.held_out_twin,
-                "held_out_twins": cfg.held_out_twins,
+                "held_out_twins": cfg.held_out_twins, "training_twins": cfg.training_twins,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
