@@ -331,7 +331,7 @@ def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_pat
     from edge_inspector.data import load_split
     from edge_inspector.data.sample import Sample, Split
     from edge_inspector.model.kmdgan.network import STRIDES, generator_for
-    from edge_inspector.model.kmdgan.pool import prepare
+    from edge_inspector.model.kmdgan.pool import nearest_among, prepare
     from edge_inspector.model.kmdgan.training import train_kmdgan
 
     split = load_split("folder", product_set)
@@ -342,9 +342,12 @@ def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_pat
     normals[4] = twin
     cfg = small_config(training_twins=1)
     prepared = prepare(Split(normals, split.few_shot), cfg, seed=0, progress=False)
-    assert prepared.normals_nearest[3, 0] == 4 and prepared.normals_nearest[4, 0] == 3
     assert prepared.training_owners(0).tolist() == [[i] for i in range(len(prepared.normals.images))]
-    assert prepared.training_owners(1)[3].tolist() == [3, 4]
+    assert prepared.training_owners(1)[3].tolist() == [3, 4] and prepared.training_owners(1)[4].tolist() == [4, 3]
+    # found in chunks of rows as in one piece, never itself
+    nearest = nearest_among(prepared.normals_means, 3)
+    assert torch.equal(nearest_among(prepared.normals_means, 3, chunk=4), nearest)
+    assert not (nearest == torch.arange(len(nearest))[:, None]).any()
     g = generator_for(cfg).eval()
     own_only, twins_out = prepared.normals, prepared.training_normals(g, 1)
     assert prepared.training_normals(g, 0) is own_only

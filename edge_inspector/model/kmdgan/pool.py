@@ -152,14 +152,18 @@ def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tenso
     return dict(zip(names, order.tolist()))
 
 
-def nearest_among(feats: list[torch.Tensor], count: int = MAX_HELD_OUT_TWINS) -> torch.Tensor:
-    """(N, count): each image's nearest other images among feats, nearest first, by image_means()
-    standardised as in nearest_training_normals."""
-    means = image_means(feats)
+def nearest_among(means: torch.Tensor, count: int, chunk: int = 1024) -> torch.Tensor:
+    """(N, count): each row's nearest other rows of means (N, D; image_means()), nearest first,
+    standardised as in nearest_training_normals. In chunks of rows: a tiled station may train on
+    thousands of tiles, whose whole distance matrix would not fit in memory."""
     z = (means - means.mean(0)) / means.std(0).clamp_min(1e-6)
-    d = torch.cdist(z, z)
-    d.fill_diagonal_(float("inf"))
-    return d.topk(min(count, len(z) - 1), largest=False).indices
+    out = []
+    for start in range(0, len(z), chunk):
+        d = torch.cdist(z[start : start + chunk], z)
+        rows = torch.arange(len(d))
+        d[rows, rows + start] = float("inf")  # not itself
+        out.append(d.topk(min(count, len(z) - 1), largest=False).indices)
+    return torch.cat(out)
 
 
 @dataclass
@@ -174,8 +178,8 @@ class Prepared:
     seconds: float
     # each held-out normal's nearest training normals, nearest first (nearest_training_normals)
     holdout_nearest: dict = field(default_factory=dict)
-    # each training normal's nearest other training normals (N, MAX_HELD_OUT_TWINS), nearest first
-    normals_nearest: torch.Tensor | None = None
+    # each training normal's image_means(), from which training_owners finds its nearest others
+    normals_means: torch.Tensor | None = None
 
     def training_owners(self, count: int) -> torch.Tensor:
         """(N, 1 + count): the bank owners each training normal is matched without in training, its
@@ -183,9 +187,9 @@ class Prepared:
         own = torch.arange(len(self.normals.images))[:, None]
         if not count:
             return own
-        if not 1 <= count <= MAX_HELD_OUT_TWINS or self.normals_nearest is None:
+        if not 1 <= count <= MAX_HELD_OUT_TWINS or self.normals_means is None:
             raise ValueError(f"training_twins {count}: between 0 and {MAX_HELD_OUT_TWINS}, with memory matching on")
-        return torch.cat([own, self.normals_nearest[:, :count]], 1)
+        return torch.cat([own, nearest_among(self.normals_means, count)], 1)
 
     def training_normals(self, model: KMDGANGenerator, count: int) -> Pool:
         """The training normals' pool with each matched without training_owners(count)."""
@@ -226,4 +230,4 @@ def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool 
         few = Pool(few_images, few_masks, [f[:0] for f in normals.feats], [m[:0] for m in normals.memories])
     nearest = nearest_training_normals(model, feats, holdout, size) if model.matched else {}
     return Prepared(normals, few, banks, holdout, time.perf_counter() - started, nearest,
-                    nearest_among(feats) if model.matched else None)
+                    image_means(feats) if model.matched else None)
