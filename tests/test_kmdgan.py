@@ -349,8 +349,8 @@ def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_pat
     assert torch.equal(nearest_among(prepared.normals_means, 3, chunk=4), nearest)
     assert not (nearest == torch.arange(len(nearest))[:, None]).any()
     g = generator_for(cfg).eval()
-    own_only, twins_out = prepared.normals, prepared.training_normals(g, 1)
-    assert prepared.training_normals(g, 0) is own_only
+    own_only, twins_out = prepared.normals, prepared.training_normals(g, prepared.training_owners(1))
+    assert prepared.training_normals(g, prepared.training_owners(0)) is own_only
     # with its own image alone left out, item 3 or 4 finds its twin's rows (the bank's sampler keeps
     # one copy of each duplicate row, of either owner); with its twin left out too, neither does
     for i, stride in enumerate(g.matched):

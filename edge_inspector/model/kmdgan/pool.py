@@ -191,12 +191,11 @@ class Prepared:
             raise ValueError(f"training_twins {count}: between 0 and {MAX_HELD_OUT_TWINS}, with memory matching on")
         return torch.cat([own, nearest_among(self.normals_means, count)], 1)
 
-    def training_normals(self, model: KMDGANGenerator, count: int) -> Pool:
-        """The training normals' pool with each matched without training_owners(count)."""
-        if not count:
+    def training_normals(self, model: KMDGANGenerator, owners: torch.Tensor) -> Pool:
+        """The training normals' pool with each matched without its row of owners (training_owners)."""
+        if owners.shape[1] == 1:  # its own image alone: as prepared
             return self.normals
         n = self.normals
-        owners = self.training_owners(count)
         return Pool(n.images, n.masks, n.feats, nearest_memories(model, n.feats, self.banks, owners))
 
     def leave_out(self, count: int = 1) -> tuple[list[torch.Tensor], dict]:

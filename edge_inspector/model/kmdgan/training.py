@@ -185,8 +185,8 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     if model.matched and len(banks.banks) != len(model.matched):
         raise ValueError("prepared data has no memory banks for this model's matched strides")
     # with training_twins, the normals (and anomalies drawn on them) see the memory a new part sees
-    normals = prepared.training_normals(model, cfg.training_twins) if model.matched else prepared.normals
     owners = prepared.training_owners(cfg.training_twins) if model.matched else None
+    normals = prepared.training_normals(model, owners) if model.matched else prepared.normals
     set_distance_scale(model, normals)
     # batches (synthetic anomalies, their frozen features and memory search) are made on the CPU by
     # a twin without trainable state in use; the network being trained lives on the device
