@@ -331,7 +331,7 @@ def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_pat
     from edge_inspector.data import load_split
     from edge_inspector.data.sample import Sample, Split
     from edge_inspector.model.kmdgan.network import STRIDES, generator_for
-    from edge_inspector.model.kmdgan.pool import nearest_among, prepare
+    from edge_inspector.model.kmdgan.pool import nearest_rows, prepare
     from edge_inspector.model.kmdgan.training import train_kmdgan
 
     split = load_split("folder", product_set)
@@ -345,8 +345,9 @@ def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_pat
     assert prepared.training_owners(0).tolist() == [[i] for i in range(len(prepared.normals.images))]
     assert prepared.training_owners(1)[3].tolist() == [3, 4] and prepared.training_owners(1)[4].tolist() == [4, 3]
     # found in chunks of rows as in one piece, never itself
-    nearest = nearest_among(prepared.normals_means, 3)
-    assert torch.equal(nearest_among(prepared.normals_means, 3, chunk=4), nearest)
+    means = prepared.normals_means
+    nearest = nearest_rows(means, means, 3, themselves=True)
+    assert torch.equal(nearest_rows(means, means, 3, chunk=4, themselves=True), nearest)
     assert not (nearest == torch.arange(len(nearest))[:, None]).any()
     g = generator_for(cfg).eval()
     own_only, twins_out = prepared.normals, prepared.training_normals(g, prepared.training_owners(1))

@@ -136,34 +136,35 @@ def image_means_of(model: KMDGANGenerator, samples, size: int) -> tuple[torch.Te
     return (torch.cat(means) if means else torch.zeros(0)), kept
 
 
-def nearest_training_normals(model: KMDGANGenerator, fit_feats: list[torch.Tensor], holdout, size: int,
+def nearest_rows(queries: torch.Tensor, fit: torch.Tensor, count: int, chunk: int = 1024,
+                 themselves: bool = False) -> torch.Tensor:
+    """(Q, count): each query row's nearest rows of fit (image_means() of images), nearest first,
+    both standardised over fit. themselves: the queries are fit's own rows, each skipping itself.
+    In chunks of queries: a tiled station may train on thousands of tiles, whose whole distance
+    matrix would not fit in memory."""
+    centre, spread = fit.mean(0), fit.std(0).clamp_min(1e-6)
+    q, f = (queries - centre) / spread, (fit - centre) / spread
+    out = []
+    for start in range(0, len(q), chunk):
+        d = torch.cdist(q[start : start + chunk], f)
+        if themselves:
+            rows = torch.arange(len(d))
+            d[rows, rows + start] = float("inf")
+        out.append(d.topk(min(count, len(f) - themselves), largest=False).indices)
+    return torch.cat(out)
+
+
+def nearest_training_normals(model: KMDGANGenerator, fit_means: torch.Tensor, holdout, size: int,
                              count: int = MAX_HELD_OUT_TWINS) -> dict:
     """{held-out sample: indices of its count nearest training normals among the bank's owners,
-    nearest first}, by image_means(), standardised over the training normals. Where one part was
-    imaged more than once (Magnetic Tile images each tile under six exp folders; a commissioning run
-    may cycle the same good parts), those neighbours are mostly its twins."""
-    fit = image_means(fit_feats)
+    nearest first}, by image_means() (fit_means: the training normals'), standardised over the
+    training normals. Where one part was imaged more than once (Magnetic Tile images each tile under
+    six exp folders; a commissioning run may cycle the same good parts), those neighbours are mostly
+    its twins."""
     held, names = image_means_of(model, holdout, size)
-    if not names or not len(fit):
+    if not names or not len(fit_means):
         return {}
-    centre, spread = fit.mean(0), fit.std(0).clamp_min(1e-6)
-    d = torch.cdist((held - centre) / spread, (fit - centre) / spread)
-    order = d.topk(min(count, d.shape[1]), largest=False).indices
-    return dict(zip(names, order.tolist()))
-
-
-def nearest_among(means: torch.Tensor, count: int, chunk: int = 1024) -> torch.Tensor:
-    """(N, count): each row's nearest other rows of means (N, D; image_means()), nearest first,
-    standardised as in nearest_training_normals. In chunks of rows: a tiled station may train on
-    thousands of tiles, whose whole distance matrix would not fit in memory."""
-    z = (means - means.mean(0)) / means.std(0).clamp_min(1e-6)
-    out = []
-    for start in range(0, len(z), chunk):
-        d = torch.cdist(z[start : start + chunk], z)
-        rows = torch.arange(len(d))
-        d[rows, rows + start] = float("inf")  # not itself
-        out.append(d.topk(min(count, len(z) - 1), largest=False).indices)
-    return torch.cat(out)
+    return dict(zip(names, nearest_rows(held, fit_means, count).tolist()))
 
 
 @dataclass
@@ -189,7 +190,7 @@ class Prepared:
             return own
         if not 1 <= count <= MAX_HELD_OUT_TWINS or self.normals_means is None:
             raise ValueError(f"training_twins {count}: between 0 and {MAX_HELD_OUT_TWINS}, with memory matching on")
-        return torch.cat([own, nearest_among(self.normals_means, count)], 1)
+        return torch.cat([own, nearest_rows(self.normals_means, self.normals_means, count, themselves=True)], 1)
 
     def training_normals(self, model: KMDGANGenerator, owners: torch.Tensor) -> Pool:
         """The training normals' pool with each matched without its row of owners (training_owners)."""
@@ -227,6 +228,6 @@ def prepare(split: Split, cfg: KMDGANModelConfig, seed: int = 0, progress: bool 
         log.warning("no readable real defect samples: training on synthetic anomalies alone; escapes cannot "
                     "be estimated until labelled defects are added")
         few = Pool(few_images, few_masks, [f[:0] for f in normals.feats], [m[:0] for m in normals.memories])
-    nearest = nearest_training_normals(model, feats, holdout, size) if model.matched else {}
-    return Prepared(normals, few, banks, holdout, time.perf_counter() - started, nearest,
-                    image_means(feats) if model.matched else None)
+    means = image_means(feats) if model.matched else None
+    nearest = nearest_training_normals(model, means, holdout, size) if model.matched else {}
+    return Prepared(normals, few, banks, holdout, time.perf_counter() - started, nearest, means)

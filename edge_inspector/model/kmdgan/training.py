@@ -44,12 +44,12 @@ TEXTURE_POOL = 16
 class BatchMaker:
     """Mixes cached normals, cached real anomalies (flipped) and fresh synthetic anomalies."""
 
-    def __init__(self, model: KMDGANGenerator, normals: Pool, few: Pool, banks: Banks, batch_size: int,
-                 rng: np.random.Generator, copy_paste: float = 0.0, kinds: tuple[str, ...] = ("texture",),
-                 owners: torch.Tensor | None = None):
+    def __init__(self, model: KMDGANGenerator, normals: Pool, owners: torch.Tensor, few: Pool, banks: Banks,
+                 batch_size: int, rng: np.random.Generator, copy_paste: float = 0.0,
+                 kinds: tuple[str, ...] = ("texture",)):
         self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
         # (N, K): the bank owners an anomaly drawn on normal j is matched without (Prepared.training_owners)
-        self.owners = owners if owners is not None else torch.arange(len(normals.images))[:, None]
+        self.owners = owners
         self.copy_paste = copy_paste if len(few.images) else 0.0  # share of pasted real defects
         self.kinds = tuple(kinds)
         self.n_few = min(2 if batch_size >= 4 else 1, len(few.images))
@@ -185,8 +185,8 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     if model.matched and len(banks.banks) != len(model.matched):
         raise ValueError("prepared data has no memory banks for this model's matched strides")
     # with training_twins, the normals (and anomalies drawn on them) see the memory a new part sees
-    owners = prepared.training_owners(cfg.training_twins) if model.matched else None
-    normals = prepared.training_normals(model, owners) if model.matched else prepared.normals
+    owners = prepared.training_owners(cfg.training_twins if model.matched else 0)
+    normals = prepared.training_normals(model, owners)
     set_distance_scale(model, normals)
     # batches (synthetic anomalies, their frozen features and memory search) are made on the CPU by
     # a twin without trainable state in use; the network being trained lives on the device
@@ -195,8 +195,8 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     optimisation = Optimisation(model, cfg, iterations, device)
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
-    make_batch = BatchMaker(maker, normals, prepared.few, banks, batch_size, rng, cfg.copy_paste,
-                            tuple(cfg.synthetic_kinds), owners)
+    make_batch = BatchMaker(maker, normals, owners, prepared.few, banks, batch_size, rng, cfg.copy_paste,
+                            tuple(cfg.synthetic_kinds))
     start_it = 0
     if resume and checkpoint.is_file():
         start_it = optimisation.restore(checkpoint, rng)
