@@ -39,6 +39,9 @@ PROFILES = {
 LR, D_LR = 2e-3, 2e-4
 CHECKPOINT_EVERY = 50  # iterations
 TEXTURE_POOL = 16
+# the trainable part in NHWC: oneDNN's convolutions (and their backward, most of a step) run about
+# 1.25x faster on this CPU than in NCHW (tools/bench_training.py); the artefact is written in NCHW
+TRAIN_LAYOUT = torch.channels_last
 
 
 class BatchMaker:
@@ -101,11 +104,12 @@ class BatchMaker:
 class Optimisation:
     """The generator's and discriminator's optimisers and schedule: one step, a checkpoint, a resume."""
 
-    def __init__(self, model: KMDGANGenerator, cfg: KMDGANModelConfig, iterations: int, device: str):
+    def __init__(self, model: KMDGANGenerator, cfg: KMDGANModelConfig, iterations: int, device: str,
+                 layout: torch.memory_format = TRAIN_LAYOUT):
         self.model, self.adversarial_weight = model, cfg.adversarial_weight
         self.image_dice = cfg.dice == "image"
         self.beta = cfg.tversky_beta
-        self.disc = PatchDiscriminator().to(device) if cfg.modules.adversarial else None
+        self.disc = PatchDiscriminator().to(device, memory_format=layout) if cfg.modules.adversarial else None
         trainable = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
         self.opt_g = torch.optim.AdamW(trainable, lr=LR, weight_decay=1e-4)
         self.sched = torch.optim.lr_scheduler.OneCycleLR(self.opt_g, max_lr=LR, total_steps=iterations,
@@ -191,7 +195,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     # batches (synthetic anomalies, their frozen features and memory search) are made on the CPU by
     # a twin without trainable state in use; the network being trained lives on the device
     maker = model if on_cpu else _new_generator(cfg)
-    model.to(device)
+    model.to(device, memory_format=TRAIN_LAYOUT)
     optimisation = Optimisation(model, cfg, iterations, device)
     checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
@@ -212,7 +216,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
         bar.set_postfix(seg=f"{seg:.3f}", loss=f"{loss:.3f}")
         if (it + 1) % CHECKPOINT_EVERY == 0 and it + 1 < iterations:
             optimisation.save(checkpoint, it + 1, rng)
-    model.cpu().eval()
+    model.to("cpu", memory_format=torch.contiguous_format).eval()  # safetensors writes contiguous tensors
     threshold = calibrate_scores(model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size,
                                  target_false_reject_rate,
                                  prepared.leave_out(cfg.held_out_twins) if cfg.held_out_twin == "left_out" else None)
