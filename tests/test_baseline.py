@@ -4,10 +4,12 @@ import torch
 
 from edge_inspector.config import BackboneConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
+from edge_inspector.data.loader import iter_batches
 from edge_inspector.errors import UserError
 from edge_inspector.evaluation.harness import evaluate
 from edge_inspector.model.backbone import EfficientNetLiteFeatures
 from edge_inspector.model.memory_bank.fitting import fit_memory_bank
+from edge_inspector.model.scoring import split_holdout
 
 
 def test_backbone_loads_package_weights_and_gives_strided_features():
@@ -54,3 +56,19 @@ def test_fit_is_deterministic_under_seed(product_set):
     a = fit_memory_bank(split, cfg, 0.1, seed=4, progress=False)
     b = fit_memory_bank(split, cfg, 0.1, seed=4, progress=False)
     assert torch.equal(a.memory, b.memory) and float(a.threshold) == float(b.threshold)
+
+
+def test_bank_rows_know_their_image_and_an_image_can_be_scored_without_its_own(product_set):
+    split = load_split("folder", product_set)
+    split.train_normal = split.train_normal[:12]
+    cfg = MemoryBankModelConfig(kind="memory-bank", input_size=64, bank_size=100_000)  # every row kept
+    model = fit_memory_bank(split, cfg, 0.1, progress=False)
+    fit = split_holdout(split.train_normal)[0]
+    assert len(model.owners) == len(model.memory)
+    assert sorted(set(model.owners.tolist())) == list(range(len(fit)))
+    images = torch.from_numpy(next(iter_batches([fit[3]], 64)).images)
+    own = model.patch_distances(images)
+    assert float(own.max()) < 0.1  # its own rows are in the bank: found at distance ~0 (matmul rounding)
+    without = model.patch_distances(images, (model.owners, torch.tensor([[3, -1]])))
+    # without them every location must look elsewhere: far from 0 (about 12 and more on this set)
+    assert float(without.min()) > 10 * float(own.max()) + 1.0

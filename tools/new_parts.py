@@ -18,7 +18,13 @@ tiles reach it; and from the test part (reports only): the test normals rejected
 let pass, as the images are and as new tiles (each scored without its tile's training normals),
 and image AUROC both ways; and each score part alone as AUROC, both ways.
 
+With --baseline, the memory-bank baseline too, fitted as tools/ablation.py fits it (its bank rows
+know their image: `fit_memory_bank`'s owners): its score aggregation and threshold chosen on the
+held-out normals as they are (`kept`, the baseline as it ships) and as new tiles (`tile`), each
+test image scored as it is and as a new tile.
+
     python tools/new_parts.py --artefact reports/ablation/full.safetensors --out reports/new_parts.json
+    python tools/new_parts.py --artefact reports/ablation/full.safetensors --nearest 1 --baseline
 """
 
 from __future__ import annotations
@@ -31,12 +37,20 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_inspector.config.station import KMDGANModelConfig
+from edge_inspector.config.station import KMDGANModelConfig, MemoryBankModelConfig
 from edge_inspector.data import load_split
 from edge_inspector.model.kmdgan.artefact import load_artefact
 from edge_inspector.model.kmdgan.pool import prepare
 from edge_inspector.model.kmdgan.score_calibration import calibrate_scores, image_scores, outputs
-from edge_inspector.model.scoring import SCORE_MODES, aggregate, roc_auc, split_holdout
+from edge_inspector.model.memory_bank.fitting import fit_memory_bank, patch_distances
+from edge_inspector.model.scoring import (
+    SCORE_MODES,
+    aggregate,
+    choose_score_mode,
+    roc_auc,
+    split_holdout,
+    threshold_from_normals,
+)
 
 TARGET_FALSE_REJECTS = 0.01
 SAME_TILE = 200  # Magnetic Tile: the six images of one tile lie within about 150 numbers
@@ -75,6 +89,40 @@ def part_aurocs(g, held: tuple, few: tuple, labels: np.ndarray, test: tuple) -> 
                 "test": round(float(roc_auc(labels, t[k])), 4)} for k in f}
 
 
+def baseline_rows(split, seed: int, holdout, test, labels: np.ndarray, tiles_held: dict, tiles_test: dict
+                  ) -> list[dict]:
+    """The memory-bank baseline under the `kept` and `tile` rules (see the module's docstring)."""
+    cfg = MemoryBankModelConfig(kind="memory-bank")
+    model = fit_memory_bank(split, cfg, TARGET_FALSE_REJECTS, seed=seed, progress=False)
+    size = cfg.input_size
+    few = patch_distances(model, split.few_shot, size)
+    as_is, new = patch_distances(model, test, size), patch_distances(model, test, size, leave_out=tiles_test)
+    held_new = patch_distances(model, holdout, size, leave_out=tiles_held)
+    rows = []
+    for name, held in (("kept", patch_distances(model, holdout, size)), ("tile", held_new)):
+        mode = choose_score_mode(held, few)[0] if cfg.score == "auto" else cfg.score
+        threshold = threshold_from_normals(aggregate(held, mode).numpy(), TARGET_FALSE_REJECTS)
+        rows.append(row(f"baseline, {name}", threshold, mode, aggregate(held_new, mode).numpy() >= threshold,
+                        aggregate(as_is, mode).numpy(), aggregate(new, mode).numpy(), labels))
+    return rows
+
+
+def row(name: str, threshold: float, distance_part: str, held_new_rejected: np.ndarray, as_is: np.ndarray,
+        new: np.ndarray, labels: np.ndarray) -> dict:
+    """One rule's figures at its threshold: the held-out normals scored as new tiles that reach it,
+    and the test images scored as they are and as new tiles."""
+    good, bad = labels == 0, labels == 1
+    return {
+        "held_out": name, "threshold": round(float(threshold), 4), "distance_part": distance_part,
+        "held_out_as_new_tiles_rejected": int(held_new_rejected.sum()),
+        "test_false_rejects": round(float((as_is[good] >= threshold).mean()), 4),
+        "test_escapes": round(float((as_is[bad] < threshold).mean()), 4),
+        "new_tiles_false_rejects": round(float((new[good] >= threshold).mean()), 4),
+        "new_tiles_escapes": round(float((new[bad] < threshold).mean()), 4),
+        "test_auroc": round(float(roc_auc(labels, as_is)), 4),
+        "new_tiles_auroc": round(float(roc_auc(labels, new)), 4)}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--artefact", type=Path, required=True, help="trained on this split with --seed")
@@ -83,6 +131,7 @@ def main() -> int:
     p.add_argument("--category")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--nearest", type=int, nargs="+", default=[1, 2, 3, 5, 8])
+    p.add_argument("--baseline", action="store_true", help="the memory-bank baseline too")
     p.add_argument("--out", type=Path, default=Path("reports/new_parts.json"))
     args = p.parse_args()
     split = load_split(args.dataset, args.root, args.category)
@@ -109,17 +158,10 @@ def main() -> int:
         model = copy.deepcopy(g)
         threshold = calibrate_scores(model, banks, holdout, split.few_shot, size, TARGET_FALSE_REJECTS, leave_out)
         held, as_is, new = (image_scores(model, *o) for o in (held_new, test_as_is, test_new))
-        good, bad = labels == 0, labels == 1
-        rows.append({
-            "held_out": name, "threshold": round(float(threshold), 4),
-            "distance_part": f"stride {model.arch.distance_stride} {model.arch.distance_score}",
-            "held_out_as_new_tiles_rejected": int((held >= threshold).sum()),
-            "test_false_rejects": round(float((as_is[good] >= threshold).mean()), 4),
-            "test_escapes": round(float((as_is[bad] < threshold).mean()), 4),
-            "new_tiles_false_rejects": round(float((new[good] >= threshold).mean()), 4),
-            "new_tiles_escapes": round(float((new[bad] < threshold).mean()), 4),
-            "test_auroc": round(float(roc_auc(labels, as_is)), 4),
-            "new_tiles_auroc": round(float(roc_auc(labels, new)), 4)})
+        rows.append(row(name, threshold, f"stride {model.arch.distance_stride} {model.arch.distance_score}",
+                        held >= threshold, as_is, new, labels))
+    if args.baseline:
+        rows += baseline_rows(split, args.seed, holdout, test, labels, tile_rule, same_tile(test, fit))
     few = outputs(g, banks, split.few_shot, size)
     parts = {"as new tiles": part_aurocs(g, held_new, few, labels, test_new),
              "as they are": part_aurocs(g, outputs(g, banks, holdout, size), few, labels, test_as_is)}

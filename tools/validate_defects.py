@@ -67,10 +67,10 @@ from edge_inspector.model.kmdgan.score_calibration import (
     image_scores,
     outputs,
     outputs_of,
-    owners_left_out,
     synthetic_batches,
 )
 from edge_inspector.model.kmdgan.training import train_kmdgan
+from edge_inspector.model.memory_bank.search import owners_left_out
 from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_check_normals, split_holdout
 
 # what --from-artefact variants may change

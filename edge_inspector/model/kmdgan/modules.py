@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK, nearest
+from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK, nearest, own_rows
 
 
 def conv_bn_relu(cin: int, cout: int, k: int = 3, dilation: int = 1) -> nn.Sequential:
@@ -26,25 +26,9 @@ def match_memory(f: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAUL
     """
     b, c, h, w = f.shape
     q = f.permute(0, 2, 3, 1).reshape(-1, c)
-    blank = None if exclude is None else _own_rows(exclude[0], exclude[1], h * w)
+    blank = None if exclude is None else own_rows(exclude[0], exclude[1], h * w)
     _, idx = nearest(q, bank, chunk, blank)
     return bank[idx].to(f.dtype).view(b, h, w, c).permute(0, 3, 1, 2)
-
-
-def _own_rows(owners: torch.Tensor, items: torch.Tensor, per_item: int):
-    """A blank() for nearest(): each item's queries (a run of per_item rows) skip its own bank rows.
-    items: each item's owner (B,), or several owners per item (B, K; -1 pads). An item's own rows
-    are few, so only those entries are touched."""
-    per = items.reshape(len(items), -1)
-
-    def blank(d: torch.Tensor, start: int) -> None:
-        part_owners = owners[start : start + d.shape[1]]
-        for k, own_ids in enumerate(per):
-            own = torch.nonzero(torch.isin(part_owners, own_ids)).flatten()
-            if own.numel():
-                d[k * per_item : (k + 1) * per_item, own] = float("inf")
-
-    return blank
 
 
 class MemoryFeatureMatching(nn.Module):

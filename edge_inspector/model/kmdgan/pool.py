@@ -19,7 +19,7 @@ from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Split
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator, generator_for
-from edge_inspector.model.memory_bank.search import CoresetSampler, RandomSampler
+from edge_inspector.model.memory_bank.search import SAMPLERS
 from edge_inspector.model.scoring import split_holdout
 
 log = logging.getLogger(__name__)
@@ -76,8 +76,7 @@ def build_banks(model: KMDGANGenerator, feats: list[torch.Tensor], bank_size: in
         f = feats[STRIDES.index(s)]
         n, c, h, w = f.shape
         flat = f.permute(0, 2, 3, 1).reshape(-1, c)
-        keep = (CoresetSampler(bank_size, seed).indices(flat) if sampler == "coreset"
-                else RandomSampler(bank_size, seed).indices(flat.shape[0]))
+        keep = SAMPLERS[sampler](bank_size, seed).rows(flat)
         banks.append(flat[keep].float().contiguous())
         owners.append(keep // (h * w))
     return Banks(banks, owners)

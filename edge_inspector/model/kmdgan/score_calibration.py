@@ -13,6 +13,7 @@ from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import KINDS, make_anomaly
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
+from edge_inspector.model.memory_bank.search import owners_left_out
 from edge_inspector.model.scoring import choose_score_mode, held_out_rejections, threshold_by_rule
 
 log = logging.getLogger(__name__)
@@ -29,13 +30,6 @@ def outputs(model: KMDGANGenerator, banks, samples, size: int, leave_out=None
     owners, nearest = leave_out
     return outputs_of(model, banks, ((batch.images, (owners, owners_left_out(nearest, batch.samples)))
                                      for batch in batches))
-
-
-def owners_left_out(nearest: dict, samples) -> torch.Tensor:
-    """match's exclude for samples (B, K): each one's bank owners from {sample: [owners]}, padded
-    with -1 (no bank row's owner)."""
-    width = max([len(v) for v in nearest.values()] + [1])
-    return torch.tensor([list(nearest.get(s, [])) + [-1] * (width - len(nearest.get(s, []))) for s in samples])
 
 
 def image_scores(model: KMDGANGenerator, prob: torch.Tensor, dists: list[torch.Tensor], chunk: int = 64) -> np.ndarray:

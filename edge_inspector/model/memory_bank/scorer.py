@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edge_inspector.model.backbone import EfficientNetLiteFeatures
-from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK, nearest
+from edge_inspector.model.memory_bank.search import DEFAULT_CHUNK, nearest, own_rows
 from edge_inspector.model.scoring import aggregate
 
 
@@ -60,11 +60,14 @@ class MemoryBankScorer(nn.Module):
         return F.conv2d(F.pad(maps, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1))
 
     @torch.no_grad()
-    def patch_distances(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 1, h, w): each location's distance to its nearest memory entry."""
+    def patch_distances(self, x: torch.Tensor, exclude: tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> torch.Tensor:
+        """(B, 1, h, w): each location's distance to its nearest memory entry. exclude: (owner of
+        each bank row, owners of each image (B, K; -1 pads)): rows an image must not be matched to."""
         f = self.features(x)
         b, c, h, w = f.shape
-        d, _ = nearest(f.permute(0, 2, 3, 1).reshape(-1, c), self.memory, self.chunk)
+        blank = None if exclude is None else own_rows(exclude[0], exclude[1], h * w)
+        d, _ = nearest(f.permute(0, 2, 3, 1).reshape(-1, c), self.memory, self.chunk, blank)
         return d.sqrt().view(b, 1, h, w)
 
     @torch.no_grad()

@@ -60,6 +60,29 @@ def nearest(queries: torch.Tensor, bank: torch.Tensor, chunk: int | None = DEFAU
     return (best_d + q_sq).clamp_min(0.0), best_i
 
 
+def own_rows(owners: torch.Tensor, items: torch.Tensor, per_item: int):
+    """A blank() for nearest(): each item's queries (a run of per_item rows) skip its own bank rows.
+    items: each item's owner (B,), or several owners per item (B, K; -1 pads). An item's own rows
+    are few, so only those entries are touched."""
+    per = items.reshape(len(items), -1)
+
+    def blank(d: torch.Tensor, start: int) -> None:
+        part_owners = owners[start : start + d.shape[1]]
+        for k, own_ids in enumerate(per):
+            own = torch.nonzero(torch.isin(part_owners, own_ids)).flatten()
+            if own.numel():
+                d[k * per_item : (k + 1) * per_item, own] = float("inf")
+
+    return blank
+
+
+def owners_left_out(nearest: dict, samples) -> torch.Tensor:
+    """match's exclude for samples (B, K): each one's bank owners from {sample: [owners]}, padded
+    with -1 (no bank row's owner)."""
+    width = max([len(v) for v in nearest.values()] + [1])
+    return torch.tensor([list(nearest.get(s, [])) + [-1] * (width - len(nearest.get(s, []))) for s in samples])
+
+
 def _augment(bank: torch.Tensor) -> torch.Tensor:
     return torch.cat([-2.0 * bank, (bank * bank).sum(1, keepdim=True)], 1)
 
@@ -87,8 +110,12 @@ class RandomSampler:
         g = torch.Generator().manual_seed(self.seed)
         return torch.randperm(n, generator=g)[: self.size]
 
+    def rows(self, features: torch.Tensor) -> torch.Tensor:
+        """Which rows of features (N, C) the bank keeps."""
+        return self.indices(features.shape[0])
+
     def run(self, features: torch.Tensor) -> torch.Tensor:
-        return features[self.indices(features.shape[0])]
+        return features[self.rows(features)]
 
 
 class CoresetSampler:
@@ -125,8 +152,11 @@ class CoresetSampler:
             dist = torch.minimum(dist, sq - 2.0 * (reduced @ x) + sq[chosen[k]])
         return candidates[chosen]
 
+    def rows(self, features: torch.Tensor) -> torch.Tensor:
+        return self.indices(features)
+
     def run(self, features: torch.Tensor) -> torch.Tensor:
-        return features[self.indices(features)]
+        return features[self.rows(features)]
 
 
 SAMPLERS = {"random": RandomSampler, "coreset": CoresetSampler}
