@@ -325,7 +325,7 @@ def test_held_out_normals_are_scored_without_their_twin_in_the_memory(product_se
         prepared.leave_out(9)
 
 
-def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_path):
+def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_path, caplog):
     import shutil
 
     from edge_inspector.data import load_split
@@ -368,6 +368,12 @@ def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_pat
     model = train_kmdgan(Split(normals, split.few_shot), small_config(training_twins=1, iterations=3),
                          tmp_path / "m.safetensors", 0.1, progress=False, prepared=prepared)
     assert model.meta["training"]["training_twins"] == 1
+    # without memory matching there is no memory to leave anything out of: said, not silent
+    off = small_config(training_twins=1, iterations=2, modules={"memory_matching": False})
+    with caplog.at_level("WARNING"):
+        train_kmdgan(Split(normals, split.few_shot), off, tmp_path / "off.safetensors", 0.1, progress=False,
+                     prepared=prepared)
+    assert "model.training_twins 1 ignored" in caplog.text
 
 
 def test_map_blends_geometric_keeps_the_masks_shape_max_paints_the_distance(trained):

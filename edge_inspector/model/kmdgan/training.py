@@ -189,6 +189,9 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     if model.matched and len(banks.banks) != len(model.matched):
         raise ValueError("prepared data has no memory banks for this model's matched strides")
     # with training_twins, the normals (and anomalies drawn on them) see the memory a new part sees
+    if cfg.training_twins and not model.matched:
+        log.warning("model.training_twins %d ignored: memory matching is off, so no memory to leave "
+                    "training normals out of", cfg.training_twins)
     owners = prepared.training_owners(cfg.training_twins if model.matched else 0)
     normals = prepared.training_normals(model, owners)
     set_distance_scale(model, normals)
