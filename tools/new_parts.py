@@ -95,16 +95,16 @@ def baseline_rows(split, seed: int, holdout, test, labels: np.ndarray, tiles_hel
     cfg = MemoryBankModelConfig(kind="memory-bank")
     model = fit_memory_bank(split, cfg, TARGET_FALSE_REJECTS, seed=seed, progress=False)
     size = cfg.input_size
-    few = patch_distances(model, split.few_shot, size)
     as_is, new = patch_distances(model, test, size), patch_distances(model, test, size, leave_out=tiles_test)
     held_new = patch_distances(model, holdout, size, leave_out=tiles_held)
-    rows = []
-    for name, held in (("kept", patch_distances(model, holdout, size)), ("tile", held_new)):
-        mode = choose_score_mode(held, few)[0] if cfg.score == "auto" else cfg.score
-        threshold = threshold_from_normals(aggregate(held, mode).numpy(), TARGET_FALSE_REJECTS)
-        rows.append(row(f"baseline, {name}", threshold, mode, aggregate(held_new, mode).numpy() >= threshold,
-                        aggregate(as_is, mode).numpy(), aggregate(new, mode).numpy(), labels))
-    return rows
+    # kept: the aggregation and threshold fit_memory_bank chose on the held-out normals as they are
+    kept = (model.score_mode, float(model.threshold))
+    tile_mode = choose_score_mode(held_new, patch_distances(model, split.few_shot, size))[0] \
+        if cfg.score == "auto" else cfg.score
+    tile = (tile_mode, threshold_from_normals(aggregate(held_new, tile_mode).numpy(), TARGET_FALSE_REJECTS))
+    return [row(f"baseline, {name}", threshold, mode, aggregate(held_new, mode).numpy() >= threshold,
+                aggregate(as_is, mode).numpy(), aggregate(new, mode).numpy(), labels)
+            for name, (mode, threshold) in (("kept", kept), ("tile", tile))]
 
 
 def row(name: str, threshold: float, distance_part: str, held_new_rejected: np.ndarray, as_is: np.ndarray,

@@ -54,7 +54,6 @@ def fit_memory_bank(split: Split, cfg: MemoryBankModelConfig, target_false_rejec
     # which fitting normal (index into the fitting part) each bank row came from: not stored in the
     # artefact; tools/new_parts.py reads it to score parts without their own tile's rows
     model.owners = torch.cat(owners)[rows]
-    bank = model.memory
     held = patch_distances(model, holdout, cfg.input_size, batch_size)
     model.score_mode, model.validation = cfg.score, {}
     if cfg.score == "auto":
@@ -65,5 +64,5 @@ def fit_memory_bank(split: Split, cfg: MemoryBankModelConfig, target_false_rejec
     held_scores = aggregate(held, model.score_mode).numpy()
     model.threshold.fill_(threshold_from_normals(held_scores, target_false_reject_rate))
     log.info("memory bank %d x %d from %d images; threshold %.4f from %d held-out normals",
-             *bank.shape, len(fit_part), float(model.threshold), len(held_scores))
+             *model.memory.shape, len(fit_part), float(model.threshold), len(held_scores))
     return model
