@@ -365,6 +365,18 @@ def test_training_twins_train_on_the_memory_a_new_part_sees(product_set, tmp_pat
         assert gap.min() > -0.05 and gap.mean() > 0
     with pytest.raises(ValueError, match="training_twins"):
         prepared.training_owners(9)
+    # a station with few normals: each keeps at least half of the others in its memory, so a
+    # training normal always has rows to match (with all others left out it would have none)
+    few_normals = prepare(Split(normals[:6], split.few_shot), cfg, seed=0, progress=False)
+    owners = few_normals.training_owners(5)
+    assert owners.shape == (6, 1 + 2) and not (owners[:, 1:] == owners[:, :1]).any()
+    # each one's memory comes from bank rows it is not matched without
+    bank_owners = few_normals.banks.owners[0]
+    for i, memory in enumerate(few_normals.training_normals(g, owners).memories[0]):
+        rows = torch.cdist(memory.float().flatten(1).T, few_normals.banks.banks[0].float()).argmin(1)
+        assert not torch.isin(bank_owners[rows], owners[i]).any()
+    assert prepare(Split(normals[:2], split.few_shot), cfg, seed=0,
+                   progress=False).training_owners(5).tolist() == [[0], [1]]
     model = train_kmdgan(Split(normals, split.few_shot), small_config(training_twins=1, iterations=3),
                          tmp_path / "m.safetensors", 0.1, progress=False, prepared=prepared)
     assert model.meta["training"]["training_twins"] == 1

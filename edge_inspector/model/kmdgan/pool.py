@@ -182,14 +182,23 @@ class Prepared:
     normals_means: torch.Tensor | None = None
 
     def training_owners(self, count: int) -> torch.Tensor:
-        """(N, 1 + count): the bank owners each training normal is matched without in training, its
-        own image first, then its count nearest other training normals (the twins a new part lacks)."""
+        """(N, 1 + k): the bank owners each training normal is matched without in training, its own
+        image first, then its k nearest other training normals (the twins a new part lacks): k = count,
+        or at most half of the others where there are few (11 or more training normals take 5)."""
         own = torch.arange(len(self.normals.images))[:, None]
         if not count:
             return own
         if not 1 <= count <= MAX_HELD_OUT_TWINS or self.normals_means is None:
             raise ValueError(f"training_twins {count}: between 0 and {MAX_HELD_OUT_TWINS}, with memory matching on")
-        return torch.cat([own, nearest_rows(self.normals_means, self.normals_means, count, themselves=True)], 1)
+        # a station with few normals keeps at least half of the others in each one's memory: leaving
+        # them all out would leave no memory to match, and a twin is rarely more than that
+        fewer = min(count, (len(own) - 1) // 2)
+        if fewer < count:
+            log.info("training_twins %d: only %d training normals, so each is matched without its %d nearest "
+                     "others (half of the others stay in its memory)", count, len(own), fewer)
+        if not fewer:
+            return own
+        return torch.cat([own, nearest_rows(self.normals_means, self.normals_means, fewer, themselves=True)], 1)
 
     def training_normals(self, model: KMDGANGenerator, owners: torch.Tensor) -> Pool:
         """The training normals' pool with each matched without its row of owners (training_owners)."""
