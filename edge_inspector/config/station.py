@@ -108,7 +108,7 @@ class KMDGANModelConfig(Strict):
         "held-out normal is scored without (where each part was imaged n times, n - 1 covers its twins; "
         "docs/kmdgan.md).")
     training_twins: int = Field(
-        0, ge=0, le=MAX_HELD_OUT_TWINS, description="How many of its nearest other training normals each training "
+        5, ge=0, le=MAX_HELD_OUT_TWINS, description="How many of its nearest other training normals each training "
         "normal (and each anomaly drawn on it) is matched without during training, besides its own image: 0 trains "
         "with the twins of a part imaged more than once in the memory; n trains on the memory distances a new "
         "part sees (docs/kmdgan.md).")
