@@ -29,8 +29,8 @@ from edge_inspector.config import KMDGANModelConfig  # noqa: E402
 from edge_inspector.data import load_split  # noqa: E402
 from edge_inspector.data.synthetic_product import write_product_set  # noqa: E402
 from edge_inspector.model.kmdgan.network import generator_for  # noqa: E402
-from edge_inspector.model.kmdgan.pool import prepare, set_distance_scale  # noqa: E402
-from edge_inspector.model.kmdgan.training import PROFILES, BatchMaker, Optimisation  # noqa: E402
+from edge_inspector.model.kmdgan.pool import prepare  # noqa: E402
+from edge_inspector.model.kmdgan.training import PROFILES, training_parts  # noqa: E402
 
 LAYOUTS = {"NCHW": torch.contiguous_format, "NHWC": torch.channels_last}
 
@@ -39,13 +39,9 @@ def trainer(prepared, cfg: KMDGANModelConfig, layout: torch.memory_format, itera
     """A fresh generator, optimiser and batch maker, as train_kmdgan builds them, in one layout."""
     torch.manual_seed(0)
     model = generator_for(cfg)
-    owners = prepared.training_owners(0)
-    normals = prepared.training_normals(model, owners)
-    set_distance_scale(model, normals)
-    model.to("cpu", memory_format=layout).train()
-    optimisation = Optimisation(model, cfg, iterations, "cpu", layout)
-    maker = BatchMaker(model, normals, owners, prepared.few, prepared.banks, PROFILES["fast"]["batch_size"],
-                       np.random.default_rng(0), cfg.copy_paste, tuple(cfg.synthetic_kinds))
+    optimisation, maker = training_parts(model, prepared, prepared.banks, cfg, iterations,
+                                         PROFILES["fast"]["batch_size"], np.random.default_rng(0), "cpu", layout)
+    model.train()
     return maker, optimisation
 
 

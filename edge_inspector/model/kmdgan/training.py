@@ -168,6 +168,28 @@ def _new_generator(cfg: KMDGANModelConfig) -> KMDGANGenerator:
     return generator_for(cfg)
 
 
+def training_parts(model: KMDGANGenerator, prepared: Prepared, banks: Banks, cfg: KMDGANModelConfig,
+                   iterations: int, batch_size: int, rng: np.random.Generator, device: str = "cpu",
+                   layout: torch.memory_format = TRAIN_LAYOUT) -> tuple[Optimisation, BatchMaker]:
+    """What a training run steps with: the optimiser (the model moved to device, in layout) and the
+    batch maker, with the memory distances normalised on the memories the network trains on.
+    train_kmdgan and tools/bench_training.py both build them here, so they train alike."""
+    # with training_twins, the normals (and anomalies drawn on them) see the memory a new part sees
+    if cfg.training_twins and not model.matched:
+        log.warning("model.training_twins %d ignored: memory matching is off, so no memory to leave "
+                    "training normals out of", cfg.training_twins)
+    owners = prepared.training_owners(cfg.training_twins if model.matched else 0)
+    normals = prepared.training_normals(model, owners)
+    set_distance_scale(model, normals)
+    # batches (synthetic anomalies, their frozen features and memory search) are made on the CPU by
+    # a twin without trainable state in use; the network being trained lives on the device
+    maker = model if torch.device(device).type == "cpu" else _new_generator(cfg)
+    model.to(device, memory_format=layout)
+    optimisation = Optimisation(model, cfg, iterations, device, layout)
+    return optimisation, BatchMaker(maker, normals, owners, prepared.few, banks, batch_size, rng, cfg.copy_paste,
+                                    tuple(cfg.synthetic_kinds))
+
+
 def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_reject_rate: float = 0.01,
                  seed: int = 0, resume: bool = False, progress: bool = True,
                  prepared: Prepared | None = None, device: str = "cpu") -> LoadedModel:
@@ -188,22 +210,9 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     banks = prepared.banks if model.matched else Banks([], [])
     if model.matched and len(banks.banks) != len(model.matched):
         raise ValueError("prepared data has no memory banks for this model's matched strides")
-    # with training_twins, the normals (and anomalies drawn on them) see the memory a new part sees
-    if cfg.training_twins and not model.matched:
-        log.warning("model.training_twins %d ignored: memory matching is off, so no memory to leave "
-                    "training normals out of", cfg.training_twins)
-    owners = prepared.training_owners(cfg.training_twins if model.matched else 0)
-    normals = prepared.training_normals(model, owners)
-    set_distance_scale(model, normals)
-    # batches (synthetic anomalies, their frozen features and memory search) are made on the CPU by
-    # a twin without trainable state in use; the network being trained lives on the device
-    maker = model if on_cpu else _new_generator(cfg)
-    model.to(device, memory_format=TRAIN_LAYOUT)
-    optimisation = Optimisation(model, cfg, iterations, device)
-    checkpoint = Path(str(out) + ".ckpt")
     # made before a resume restores the random state, as in the uninterrupted run
-    make_batch = BatchMaker(maker, normals, owners, prepared.few, banks, batch_size, rng, cfg.copy_paste,
-                            tuple(cfg.synthetic_kinds))
+    optimisation, make_batch = training_parts(model, prepared, banks, cfg, iterations, batch_size, rng, device)
+    checkpoint = Path(str(out) + ".ckpt")
     start_it = 0
     if resume and checkpoint.is_file():
         start_it = optimisation.restore(checkpoint, rng)
