@@ -134,14 +134,19 @@ def new_tile_rejects(model, check: list, size: int, leave_out) -> dict:
             "check_new_tile_synthetic_found": held_out_rejections(drawn, model.threshold)[0]}
 
 
+# the settings a fold's memory (prepare()) depends on: variants that share them share one preparation
+MEMORY_KEYS = {"input_size", "bank_size", "sampler", "match_strides", "backbone", "modules"}
+
+
 def fold_prepared(prepared: dict, train_split: Split, cfg, seed: int, model, path) -> object:
-    """The fold's preparation (cached in prepared), checked against the model's memory: the bank
-    owners that leaving training normals out needs (an artefact does not keep them)."""
-    if "fold" not in prepared:
-        prepared["fold"] = prepare(train_split, cfg, seed, progress=False)
-    if not prepared["fold"].banks.hold(model.banks):
+    """The fold's preparation for cfg's memory (cached in prepared), checked against the model's
+    memory: the bank owners that leaving training normals out needs (an artefact does not keep them)."""
+    key = cfg.model_dump_json(include=MEMORY_KEYS)
+    if key not in prepared:
+        prepared[key] = prepare(train_split, cfg, seed, progress=False)
+    if not prepared[key].banks.hold(model.banks):
         raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
-    return prepared["fold"]
+    return prepared[key]
 
 
 def gated(maps: list, scores: list, model) -> int:
