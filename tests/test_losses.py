@@ -2,7 +2,7 @@
 
 import torch
 
-from edge_inspector.model.kmdgan.losses import dice_loss, image_dice_loss, lovasz_hinge_loss, tversky_loss
+from edge_inspector.model.kmdgan.losses import dice_loss, image_dice_loss, tversky_loss
 
 
 def batch_with_a_missed_pit():
@@ -43,25 +43,6 @@ def test_images_without_a_defect_are_left_out_and_a_normal_batch_gives_zero():
     empty.backward()  # still a graph: the training step's sum of terms needs no special case
 
 
-def test_the_lovasz_hinge_on_hard_logits_is_twice_each_defective_images_iou_loss():
-    # at logits of +-1 every wrong pixel's hinge error is 2 and every right one's 0: the Lovasz
-    # extension then equals the set function, 2 * (1 - IoU), image by image
-    target = torch.zeros(3, 1, 16, 16)
-    target[0, 0, 2:10, 2:10] = 1
-    target[1, 0, 4:6, 4:6] = 1
-    pred = torch.zeros_like(target)
-    pred[0, 0, 2:10, 4:14] = 1  # 48 of 64 found, 32 false: IoU 48 / 96
-    pred[1, 0, 4:6, 4:5] = 1  # half the pit: IoU 2 / 4
-    pred[2, 0, 0:3, 0:3] = 1  # a normal image: left to the other terms
-    logits = (2 * pred - 1).requires_grad_()
-    loss = lovasz_hinge_loss(logits, target)
-    assert torch.isclose(loss, torch.tensor(2 * ((1 - 48 / 96) + (1 - 2 / 4)) / 2))
-    loss.backward()
-    assert logits.grad[2].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
-    assert lovasz_hinge_loss(3 * (2 * target - 1), target).item() == 0.0  # right by a margin: nothing to gain
-    assert lovasz_hinge_loss(torch.zeros(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)).item() == 0.0
-
-
 def test_the_per_image_dice_and_tversky_beta_come_from_the_config_and_change_the_training(product_set, tmp_path):
     from edge_inspector.config import KMDGANModelConfig
     from edge_inspector.data import load_split
@@ -78,15 +59,11 @@ def test_the_per_image_dice_and_tversky_beta_come_from_the_config_and_change_the
     batch = train_kmdgan(split, config(), tmp_path / "batch.safetensors", seed=3, progress=False, prepared=prepared)
     image = train_kmdgan(split, config(dice="image"), tmp_path / "image.safetensors", seed=3, progress=False,
                          prepared=prepared)
-    lovasz = train_kmdgan(split, config(dice="lovasz"), tmp_path / "lovasz.safetensors", seed=3, progress=False,
-                          prepared=prepared)
     plain = train_kmdgan(split, config(tversky_beta=0.5), tmp_path / "dice.safetensors", seed=3,
                          progress=False, prepared=prepared)
-    a, b, c, d = (m.model.state_dict() for m in (batch, image, plain, lovasz))
+    a, b, c = (m.model.state_dict() for m in (batch, image, plain))
     assert not all(torch.equal(a[k], b[k]) for k in a)  # the same batches, another loss
     assert not all(torch.equal(a[k], c[k]) for k in a)
-    assert not all(torch.equal(a[k], d[k]) for k in a) and not all(torch.equal(b[k], d[k]) for k in a)
-    assert lovasz.meta["training"]["dice"] == "lovasz"
     assert image.meta["training"]["dice"] == "image" and batch.meta["training"]["dice"] == "batch"
     # the default weighs a missed pixel more than a false one; 0.5, the plain soft Dice, trains otherwise
     assert batch.meta["training"]["tversky_beta"] == 0.8 and plain.meta["training"]["tversky_beta"] == 0.5

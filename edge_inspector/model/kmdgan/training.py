@@ -21,14 +21,7 @@ from edge_inspector.data.sample import Split
 from edge_inspector.data.synthetic_anomaly import make_anomaly, paste_defect, procedural_texture
 from edge_inspector.errors import UserError
 from edge_inspector.model.kmdgan.artefact import LoadedModel, load_artefact, save_artefact
-from edge_inspector.model.kmdgan.losses import (
-    adversarial_loss,
-    dice_loss,
-    focal_loss,
-    image_dice_loss,
-    lovasz_hinge_loss,
-    tversky_loss,
-)
+from edge_inspector.model.kmdgan.losses import adversarial_loss, dice_loss, focal_loss, image_dice_loss, tversky_loss
 from edge_inspector.model.kmdgan.modules import PatchDiscriminator
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANGenerator, generator_for
 from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
@@ -114,7 +107,7 @@ class Optimisation:
     def __init__(self, model: KMDGANGenerator, cfg: KMDGANModelConfig, iterations: int, device: str,
                  layout: torch.memory_format = TRAIN_LAYOUT):
         self.model, self.adversarial_weight = model, cfg.adversarial_weight
-        self.per_image = cfg.dice  # "batch": no per-image term
+        self.image_dice = cfg.dice == "image"
         self.beta = cfg.tversky_beta
         self.disc = PatchDiscriminator().to(device, memory_format=layout) if cfg.modules.adversarial else None
         trainable = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
@@ -130,11 +123,8 @@ class Optimisation:
         # beta 0.5 is the soft Dice: its own formula, so that 0.5 trains exactly as the Dice always did
         overlap = dice_loss(prob, target) if self.beta == 0.5 else tversky_loss(prob, target, self.beta)
         seg = focal_loss(logits, target) + overlap
-        # the batch's term stays: it is what keeps the normals' masks empty
-        if self.per_image == "image":
+        if self.image_dice:  # the batch's term stays: it is what keeps the normals' masks empty
             seg = seg + image_dice_loss(prob, target)
-        elif self.per_image == "lovasz":
-            seg = seg + lovasz_hinge_loss(logits, target)
         loss = seg
         if self.disc is not None:
             loss = loss + self.adversarial_weight * adversarial_loss(self.disc(image, prob), real=True)
