@@ -33,3 +33,32 @@ def test_variants_with_another_memory_get_their_own_preparation(product_set, mon
     assert other is not first and len(cache) == 2 and other.banks.banks[0].shape[0] == 200
     with pytest.raises(SystemExit, match="its memory is not the one"):
         validate_defects.fold_prepared(cache, split, config(), 0, smaller, "smaller")
+
+
+def test_training_variants_on_one_memory_prepare_it_once(product_set, monkeypatch, tmp_path):
+    """Training a variant used to prepare the fold's memory inside train_kmdgan and again for the
+    new-tile counts; variants that share a memory now share one preparation, training included."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
+    import validate_defects
+
+    from edge_inspector.data import load_split
+    from edge_inspector.model.kmdgan import pool, training
+
+    calls = []
+
+    def counted(*args, **kwargs):
+        calls.append(args[1].bank_size)
+        return pool.prepare(*args, **kwargs)
+
+    monkeypatch.setattr(training, "prepare", counted)
+    monkeypatch.setattr(validate_defects, "prepare", counted)
+    split = load_split("folder", product_set)
+    split.train_normal = split.train_normal[:12]
+    small = "input_size=64;bank_size=300;batch_size=4"
+    args = SimpleNamespace(check_normals=False, workdir=tmp_path, folds=[0], iterations=2, seed=0,
+                           from_artefact=None, variants=[small, small + ";dice=image", "input_size=64;bank_size=200"])
+    run: dict = {}
+    validate_defects.run_fold(args, split, 0, run, lambda: None)
+    assert calls == [300, 200]  # one per memory, whatever else the variants change
+    assert set(run["results"]) == set(args.variants)
+    assert all(r["defects"] > 0 for r in run["results"].values())

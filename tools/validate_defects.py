@@ -48,7 +48,7 @@ from pathlib import Path
 
 import numpy as np
 from new_parts import same_tile, tile_number
-from variants import cut_text, overrides, variant_config
+from variants import PREPARED_KEYS, cut_text, overrides, variant_config
 
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig
@@ -134,19 +134,27 @@ def new_tile_rejects(model, check: list, size: int, leave_out) -> dict:
             "check_new_tile_synthetic_found": held_out_rejections(drawn, model.threshold)[0]}
 
 
-# the settings a fold's memory (prepare()) depends on: variants that share them share one preparation
-MEMORY_KEYS = {"input_size", "bank_size", "sampler", "match_strides", "backbone", "modules"}
+# the settings a fold's preparation depends on (modules too: matching off builds no memory);
+# variants that share them share one preparation
+MEMORY_KEYS = set(PREPARED_KEYS) | {"modules"}
 
 
-def fold_prepared(prepared: dict, train_split: Split, cfg, seed: int, model, path) -> object:
-    """The fold's preparation for cfg's memory (cached in prepared), checked against the model's
-    memory: the bank owners that leaving training normals out needs (an artefact does not keep them)."""
+def memory_for(prepared: dict, train_split: Split, cfg, seed: int) -> object:
+    """The fold's preparation for cfg (prepare(), cached in prepared by MEMORY_KEYS): training a
+    variant and measuring it on new tiles use the same one, built once."""
     key = cfg.model_dump_json(include=MEMORY_KEYS)
     if key not in prepared:
         prepared[key] = prepare(train_split, cfg, seed, progress=False)
-    if not prepared[key].banks.hold(model.banks):
-        raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
     return prepared[key]
+
+
+def fold_prepared(prepared: dict, train_split: Split, cfg, seed: int, model, path) -> object:
+    """memory_for(), checked against the model's memory: the bank owners that leaving training
+    normals out needs (an artefact does not keep them)."""
+    found = memory_for(prepared, train_split, cfg, seed)
+    if not found.banks.hold(model.banks):
+        raise SystemExit(f"{path}: its memory is not the one this fold and seed build; train it with this tool")
+    return found
 
 
 def gated(maps: list, scores: list, model) -> int:
@@ -245,8 +253,8 @@ def run_fold(args, split, fold: int, run: dict, save) -> None:
             model = inference_variant(path, text, cfg, train_split, args.seed, prepared)
         else:
             model = train_kmdgan(train_split, cfg, workdir / f"{text.replace('/', '_')}.safetensors",
-                                 TARGET_FALSE_REJECTS,
-                                 seed=args.seed, progress=False)
+                                 TARGET_FALSE_REJECTS, seed=args.seed, progress=False,
+                                 prepared=memory_for(prepared, train_split, cfg, args.seed))
         results[text] = measure(model, held, holdout, cfg.input_size)
         if check:
             results[text].update(false_rejects(model, check, cfg.input_size))
