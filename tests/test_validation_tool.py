@@ -62,3 +62,34 @@ def test_training_variants_on_one_memory_prepare_it_once(product_set, monkeypatc
     assert calls == [300, 200]  # one per memory, whatever else the variants change
     assert set(run["results"]) == set(args.variants)
     assert all(r["defects"] > 0 for r in run["results"].values())
+
+
+def test_from_artefact_variants_may_name_the_artefacts_own_memory(product_set, tmp_path):
+    """A model trained with another bank size is re-calibrated by naming its bank; naming another
+    memory than the artefact's is refused."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    import validate_defects
+
+    from edge_inspector.data import load_split
+
+    split = load_split("folder", product_set)
+    split.train_normal = split.train_normal[:12]
+    trained = "input_size=64;bank_size=300;batch_size=4"
+
+    def fold(variants, artefact=None):
+        run: dict = {}
+        args = SimpleNamespace(check_normals=False, workdir=tmp_path, folds=[0], iterations=2, seed=0,
+                               from_artefact=artefact, variants=variants)
+        validate_defects.run_fold(args, split, 0, run, lambda: None)
+        return run["results"]
+
+    fold([trained])
+    artefact = tmp_path / f"{trained}.safetensors"
+    again = fold(["input_size=64;bank_size=300;held_out_twins=2"], artefact)
+    assert next(iter(again.values()))["defects"] > 0
+    with pytest.raises(SystemExit, match="its memory is not the one"):
+        fold(["input_size=64;bank_size=200;held_out_twins=2"], artefact)
+    with pytest.raises(SystemExit, match="changes training"):
+        fold(["input_size=64;bank_size=300;dice=image"], artefact)

@@ -33,7 +33,9 @@ The table gives in brackets the same counts where NG also needs a region of the 
 A variant sets one key or several, separated by ';'. With --from-artefact, nothing is trained:
 the variants may only change what is inference alone (INFERENCE_KEYS: the anomaly map's blend and
 strides, and how the image score's parts are scaled, which
-re-runs the score calibration and so the operating threshold); each is applied to that artefact
+re-runs the score calibration and so the operating threshold); a variant may also name the
+artefact's own memory settings (MEMORY_KEYS, e.g. bank_size=16384 for a model trained so), which
+are checked against it, never changed; each is applied to that artefact
 (trained by this tool on the same fold), its pixel threshold and extent re-chosen as `train`
 chooses them, and measured.
 """
@@ -211,13 +213,16 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, train_split
     training data as `train` chooses them. prepared: a cache of the fold's preparation, whose bank
     owners a re-calibration with `held_out_twin: left_out` needs (the artefact does not keep them)."""
     keys = set(overrides(text))
-    if not keys <= set(INFERENCE_KEYS):
-        raise SystemExit(f"--from-artefact: variant {text!r} changes training; only {INFERENCE_KEYS} can be varied")
+    if not keys <= set(INFERENCE_KEYS) | MEMORY_KEYS:
+        raise SystemExit(f"--from-artefact: variant {text!r} changes training; only {INFERENCE_KEYS} can be varied"
+                         f" (and {sorted(MEMORY_KEYS)}, to name the artefact's own memory)")
     model = load_artefact(path)
+    if keys & MEMORY_KEYS:  # they describe the artefact (e.g. its bank size), never change it: checked
+        fold_prepared(prepared, train_split, cfg, seed, model, path)
     _, holdout = split_holdout(train_split.train_normal)
     few_shot = train_split.few_shot
     arch = KMDGANArchitecture.from_config(cfg)
-    for key in keys - set(CUT_KEYS):
+    for key in keys - set(CUT_KEYS) - MEMORY_KEYS:
         setattr(model.model.arch, key, getattr(arch, key))
     if keys & set(RECALIBRATED):
         leave_out = None
