@@ -64,12 +64,10 @@ def test_training_variants_on_one_memory_prepare_it_once(product_set, monkeypatc
     assert all(r["defects"] > 0 for r in run["results"].values())
 
 
-def test_from_artefact_variants_may_name_the_artefacts_own_memory(product_set, tmp_path):
+def test_from_artefact_variants_may_name_the_artefacts_own_memory(product_set, monkeypatch, tmp_path):
     """A model trained with another bank size is re-calibrated by naming its bank; naming another
     memory than the artefact's is refused."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).parents[1] / "tools"))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
     import validate_defects
 
     from edge_inspector.data import load_split
