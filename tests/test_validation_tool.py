@@ -35,6 +35,15 @@ def test_variants_with_another_memory_get_their_own_preparation(product_set, mon
         validate_defects.fold_prepared(cache, split, config(), 0, smaller, "smaller")
 
 
+def run_variants(tool, split, workdir, variants, artefact=None) -> dict:
+    """tools/validate_defects.py's run_fold on fold 0, 2 iterations: {variant: results}."""
+    run: dict = {}
+    args = SimpleNamespace(check_normals=False, workdir=workdir, folds=[0], iterations=2, seed=0,
+                           from_artefact=artefact, variants=variants)
+    tool.run_fold(args, split, 0, run, lambda: None)
+    return run["results"]
+
+
 def test_training_variants_on_one_memory_prepare_it_once(product_set, monkeypatch, tmp_path):
     """Training a variant used to prepare the fold's memory inside train_kmdgan and again for the
     new-tile counts; variants that share a memory now share one preparation, training included."""
@@ -55,13 +64,11 @@ def test_training_variants_on_one_memory_prepare_it_once(product_set, monkeypatc
     split = load_split("folder", product_set)
     split.train_normal = split.train_normal[:12]
     small = "input_size=64;bank_size=300;batch_size=4"
-    args = SimpleNamespace(check_normals=False, workdir=tmp_path, folds=[0], iterations=2, seed=0,
-                           from_artefact=None, variants=[small, small + ";dice=image", "input_size=64;bank_size=200"])
-    run: dict = {}
-    validate_defects.run_fold(args, split, 0, run, lambda: None)
+    variants = [small, small + ";dice=image", "input_size=64;bank_size=200"]
+    results = run_variants(validate_defects, split, tmp_path, variants)
     assert calls == [300, 200]  # one per memory, whatever else the variants change
-    assert set(run["results"]) == set(args.variants)
-    assert all(r["defects"] > 0 for r in run["results"].values())
+    assert set(results) == set(variants)
+    assert all(r["defects"] > 0 for r in results.values())
 
 
 def test_from_artefact_variants_may_name_the_artefacts_own_memory(product_set, monkeypatch, tmp_path):
@@ -77,11 +84,7 @@ def test_from_artefact_variants_may_name_the_artefacts_own_memory(product_set, m
     trained = "input_size=64;bank_size=300;batch_size=4"
 
     def fold(variants, artefact=None):
-        run: dict = {}
-        args = SimpleNamespace(check_normals=False, workdir=tmp_path, folds=[0], iterations=2, seed=0,
-                               from_artefact=artefact, variants=variants)
-        validate_defects.run_fold(args, split, 0, run, lambda: None)
-        return run["results"]
+        return run_variants(validate_defects, split, tmp_path, variants, artefact)
 
     fold([trained])
     artefact = tmp_path / f"{trained}.safetensors"

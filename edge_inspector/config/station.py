@@ -57,9 +57,9 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
-    dice: Literal["batch", "image"] = Field("batch", description="The mask loss's soft Dice: batch, over the "
-                                            "whole batch; image, a per-defective-image Dice added to it "
-                                            "(docs/kmdgan.md).")
+    dice: Literal["batch", "image"] = Field(
+        "batch", description="The mask loss's overlap term: batch, the soft Tversky index over the whole batch; "
+        "image, a per-defective-image soft Dice added to it (docs/kmdgan.md).")
     tversky_beta: float = Field(0.8, gt=0, lt=1, description="The mask loss's overlap term as a soft Tversky "
                                 "index: a missed defect pixel costs beta, a false one 1 - beta; 0.5 is the soft "
                                 "Dice (docs/kmdgan.md).")
