@@ -458,23 +458,45 @@ def test_full_resolution_puts_the_mask_head_at_the_input_resolution(backbone, fu
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("backbone."))
 
 
-def test_full_resolution_comes_from_the_config_and_travels_in_the_artefact(product_set, tmp_path):
-    cfg = small_config(full_resolution=True, iterations=2)
-    assert KMDGANArchitecture.from_config(cfg).full_resolution
-    assert not KMDGANArchitecture.from_config(small_config()).full_resolution  # the default: stride 2
+@pytest.mark.parametrize("option, part", [("full_resolution", "full"), ("self_contrast", "contrast")])
+def test_a_decoder_option_comes_from_the_config_and_travels_in_the_artefact(product_set, tmp_path, option, part):
+    cfg = small_config(**{option: True}, iterations=2)
+    assert getattr(KMDGANArchitecture.from_config(cfg), option)
+    assert not getattr(KMDGANArchitecture.from_config(small_config()), option)  # off by default
     split = load_split("folder", product_set)
-    model = train_kmdgan(split, cfg, tmp_path / "full.safetensors", 0.1, seed=1, progress=False)
+    model = train_kmdgan(split, cfg, tmp_path / "option.safetensors", 0.1, seed=1, progress=False)
     again = load_artefact(model.path)
-    assert again.model.full is not None and again.meta["architecture"]["full_resolution"] is True
+    assert getattr(again.model, part) is not None and again.meta["architecture"][option] is True
     image = torch.rand(1, 3, 128, 128)
     assert torch.equal(model(image)[0], again(image)[0])
-    # the exported graph carries the stage too: ONNX Runtime agrees with torch on the product's images
+    # the exported graph carries the part too: ONNX Runtime agrees with torch on the product's images
     from edge_inspector.data.loader import iter_batches
     from edge_inspector.runtime.export import export_checked
 
     images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
-    figures = export_checked(again, tmp_path / "full.onnx", images)
+    figures = export_checked(again, tmp_path / "option.onnx", images)
     assert figures["verdicts_differing"] == 0 and figures["max_map_difference"] <= 1e-3
+
+
+def test_self_contrast_sees_a_darker_region_against_its_own_image(backbone):
+    from edge_inspector.model.kmdgan.modules import SelfContrast
+
+    branch = SelfContrast(8)
+    image = torch.full((1, 3, 128, 128), 0.6) + 0.02 * torch.rand(1, 1, 128, 128)
+    image[..., :64, :64] -= 0.1  # a quarter of the part a little darker, with no edge inside it
+    c = branch.contrasts(image, (32, 32))
+    assert c.shape == (1, 6, 32, 32)
+    inside, outside = c[0, :3, 4:12, 4:12], c[0, :3, 20:, 20:]
+    assert (inside < -0.5).all() and (outside > 0.2).all()  # every grey window, in the image's spread
+    # the same region on a brighter, more contrasted copy of the part: the same channels
+    assert torch.allclose(branch.contrasts(image * 1.5 + 0.1, (32, 32))[:, :3], c[:, :3], atol=0.05)
+    # in the network: the stride-4 decoder reads it, and it trains
+    model = KMDGANGenerator(KMDGANArchitecture(self_contrast=True), backbone)
+    banks = [torch.randn(50, backbone.channels[STRIDES.index(s)]) for s in model.matched]
+    feats = model.features(image)
+    logits, _ = model.decode(image, feats, model.match(feats, banks))
+    logits.mean().backward()
+    assert branch is not model.contrast and model.contrast.conv[0].weight.grad.abs().sum() > 0
 
 
 def test_score_scale_gap_counts_each_part_from_normal_to_anomalous(trained):

@@ -74,6 +74,9 @@ class KMDGANModelConfig(Strict):
                                                      "distance enters the map blend; none: all (docs/kmdgan.md).")
     full_resolution: bool = Field(False, description="A last decoder stage at the input's resolution, with the "
                                   "image's edges, before the mask head (docs/kmdgan.md).")
+    self_contrast: bool = Field(False, description="The decoder also reads each location's grey level and edge "
+                                "energy against its own image's, for large uneven surfaces that the memory "
+                                "holds elsewhere (docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
                                    "training normals (image borders sit farther from the bank).")
     score_scale: Literal["spread", "gap"] = Field("spread", description="How each image-score part is scaled "

@@ -155,6 +155,42 @@ class FullResolutionStage(nn.Module):
         return self.conv(torch.cat([up, gray, edges], 1))
 
 
+class SelfContrast(nn.Module):
+    """Each location's grey level and edge energy against its own image's, at stride 4.
+
+    A surface a little darker, brighter or rougher over a large part of the part (Magnetic Tile's
+    uneven surfaces) is far from the rest of its own image but not from the memory of normal
+    features (good tiles hold such texture somewhere) and, inside the region, not from its
+    neighbours either: only a comparison across the whole image sees it. Local means over windows
+    of 3, 7 and 15 cells (12 to 60 pixels), each standardised by the image's mean and spread.
+    """
+
+    WINDOWS = (3, 7, 15)
+
+    def __init__(self, out: int):
+        super().__init__()
+        self.register_buffer("sobel", sobel_kernel())
+        self.conv = conv_bn_relu(2 * len(self.WINDOWS), out)
+
+    def forward(self, image: torch.Tensor, size) -> torch.Tensor:
+        return self.conv(self.contrasts(image, size))
+
+    def contrasts(self, image: torch.Tensor, size) -> torch.Tensor:
+        """(B, 6, h, w): local grey level, then local edge energy, per window, in units of the image's spread."""
+        gray, edges = gray_edges(image, self.sobel, image.shape[-2:])
+        energy = edges.pow(2).sum(1, keepdim=True).sqrt()
+        factor = image.shape[-1] // size[-1]  # the stride; a plain pooling exports to ONNX everywhere
+        channels = []
+        for x in (gray, energy):
+            x = F.avg_pool2d(x, factor)
+            mean = x.mean((2, 3), keepdim=True)
+            spread = (x - mean).pow(2).mean((2, 3), keepdim=True).sqrt() + 1e-3  # 1e-3: a quarter of one grey step
+            for w in self.WINDOWS:
+                local = F.avg_pool2d(x, w, stride=1, padding=w // 2, count_include_pad=False)
+                channels.append((local - mean) / spread)
+        return torch.cat(channels, 1)
+
+
 class PatchDiscriminator(nn.Module):
     """Judges (image, mask) pairs patch-wise: one real/fake logit per 8x8-pixel-stride patch."""
 

@@ -30,6 +30,7 @@ from edge_inspector.model.kmdgan.modules import (
     EdgeContextHybrid,
     FullResolutionStage,
     MemoryFeatureMatching,
+    SelfContrast,
     conv_bn_relu,
     match_memory,
 )
@@ -39,6 +40,7 @@ from edge_inspector.model.scoring import aggregate
 STRIDES = (4, 8, 16)
 PROJECTED = {4: 32, 8: 64, 16: 96}  # channels after projection, per stride
 DECODER = {8: 64, 4: 48, 2: 24, 1: 16}  # decoder channels, per output stride
+CONTRAST = 16  # channels of the self-contrast branch, joined at stride 4
 
 
 @dataclass
@@ -69,6 +71,10 @@ class KMDGANArchitecture:
     # the decoder's last stage at the input's resolution (FullResolutionStage); False: the mask
     # head works at stride 2 and its logits are upsampled (artefacts written before the choice)
     full_resolution: bool = False
+    # the stride-4 decoder also reads each location's grey level and edge energy against its own
+    # image's (SelfContrast), for defects that differ from the rest of their image but not from the
+    # memory (large uneven surfaces); False: it does not (artefacts written before the option)
+    self_contrast: bool = False
     # how each image-score part is scaled before the parts are summed: "spread", its standard
     # deviation on held-out normals (artefacts written before the choice); "gap", the distance from
     # the normals' median to the anomalies' (score_calibration.part_scales)
@@ -103,6 +109,7 @@ class KMDGANArchitecture:
                    cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
+                   self_contrast=cfg.self_contrast,
                    score_scale=cfg.score_scale, threshold_rule=cfg.threshold_rule,
                    mask_score_floor=cfg.mask_score_floor, score_from_map=cfg.score_from_map,
                    position_sides=[cfg.input_size // s for s in strides]
@@ -122,7 +129,8 @@ class KMDGANGenerator(nn.Module):
         )
         self.fusion = CrossScaleFusion([PROJECTED[s] for s in STRIDES]) if arch.cross_scale_fusion else None
         self.up8 = conv_bn_relu(PROJECTED[16] + PROJECTED[8], DECODER[8])
-        self.up4 = conv_bn_relu(DECODER[8] + PROJECTED[4], DECODER[4])
+        self.contrast = SelfContrast(CONTRAST) if arch.self_contrast else None
+        self.up4 = conv_bn_relu(DECODER[8] + PROJECTED[4] + (CONTRAST if arch.self_contrast else 0), DECODER[4])
         self.up2 = conv_bn_relu(DECODER[4], DECODER[2])
         modulate = arch.map_modulation and bool(self.matched)
         self.modulation = nn.ModuleDict(
@@ -175,7 +183,10 @@ class KMDGANGenerator(nn.Module):
             else (lambda s, x: x)
         z = gate(16, x16)
         z = gate(8, self.up8(torch.cat([_up(z, x8), x8], 1)))
-        z4 = gate(4, self.up4(torch.cat([_up(z, x4), x4], 1)))
+        skips = [_up(z, x4), x4]
+        if self.contrast is not None:
+            skips.append(self.contrast(image.to(x4.dtype), x4.shape[-2:]))
+        z4 = gate(4, self.up4(torch.cat(skips, 1)))
         z = self.up2(_up(z4, scale=2))
         if self.hybrid is not None:
             z = self.hybrid(z, image.to(z.dtype), z4)
