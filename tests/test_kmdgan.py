@@ -3,6 +3,7 @@ import itertools
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.data import load_split
@@ -458,7 +459,8 @@ def test_full_resolution_puts_the_mask_head_at_the_input_resolution(backbone, fu
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("backbone."))
 
 
-@pytest.mark.parametrize("option, part", [("full_resolution", "full"), ("self_contrast", "contrast")])
+@pytest.mark.parametrize("option, part", [("full_resolution", "full"), ("self_contrast", "contrast"),
+                                          ("global_context", "context")])
 def test_a_decoder_option_comes_from_the_config_and_travels_in_the_artefact(product_set, tmp_path, option, part):
     cfg = small_config(**{option: True}, iterations=2)
     assert getattr(KMDGANArchitecture.from_config(cfg), option)
@@ -670,3 +672,19 @@ def test_stride_4_matching_trains_exports_and_keeps_the_stride_8_gate(product_se
     images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
     figures = export_checked(load_artefact(tmp_path / "s4.safetensors"), tmp_path / "s4.onnx", images)
     assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
+
+
+def test_global_context_lets_a_location_read_its_whole_row_and_image():
+    from edge_inspector.model.kmdgan.modules import GlobalContext, _bin_means
+
+    x = torch.rand(2, 8, 16, 16)
+    for bins in GlobalContext.BINS:  # the exportable reshape is the adaptive pooling where the grid divides
+        assert torch.allclose(_bin_means(x, bins), F.adaptive_avg_pool2d(x, bins), atol=1e-6)
+    assert torch.allclose(_bin_means(x[..., :15, :15], 4), F.adaptive_avg_pool2d(x[..., :15, :15], 4))
+    block = GlobalContext(8).eval()
+    x.requires_grad_(True)
+    block(x)[0, :, 3, 0].sum().backward()
+    reach = x.grad[0].abs().sum(0)
+    # row 3's left end hears row 3's right end (a 1x1 conv alone would hear only itself), more than
+    # a far location of another row, which it hears only through the image's and bins' means
+    assert reach[3, 15] > reach[12, 15] > 0

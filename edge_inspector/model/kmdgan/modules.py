@@ -191,6 +191,43 @@ class SelfContrast(nn.Module):
         return torch.cat(channels, 1)
 
 
+class GlobalContext(nn.Module):
+    """The stride-16 features with what the whole image holds: pyramid pooling (Zhao et al. 2017,
+    PSPNet: means over 1x1, 2x2 and 4x4 bins) and strip pooling (Hou et al. 2020: the mean of each
+    whole row and of each whole column), each through a 1x1 conv, upsampled and joined.
+
+    A defect that covers a large part of the image (Magnetic Tile's uneven surfaces: a band across
+    the part, bounded by a step) looks normal from inside: the decoder's convolutions see the step,
+    not the band, and the mask lights the boundary. A location that knows its row's and its
+    quarter's mean can be filled with the rest of its band.
+    """
+
+    BINS = (1, 2, 4)
+
+    def __init__(self, ch: int, inner: int = 16):
+        super().__init__()
+        # no batch norm on the pooled means: one value per image and channel in the 1x1 bin
+        self.pools = nn.ModuleList(nn.Sequential(nn.Conv2d(ch, inner, 1), nn.ReLU(inplace=True))
+                                   for _ in range(len(self.BINS) + 2))
+        self.out = conv_bn_relu(ch + inner * (len(self.BINS) + 2), ch, k=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pooled = [_bin_means(x, b) for b in self.BINS] + [x.mean(3, keepdim=True), x.mean(2, keepdim=True)]
+        ups = [F.interpolate(conv(p), size=(h, w), mode="bilinear", align_corners=False) if p.shape[-2:] != (h, w)
+               else conv(p) for conv, p in zip(self.pools, pooled)]
+        return x + self.out(torch.cat([x, *ups], 1))
+
+
+def _bin_means(x: torch.Tensor, bins: int) -> torch.Tensor:
+    """(B, C, bins, bins): the means of x over a bins x bins grid; a reshape where the grid divides
+    the map, since ONNX export takes no adaptive pooling (or kernel) from traced sizes."""
+    b, c, h, w = x.shape
+    if h % bins or w % bins:
+        return F.adaptive_avg_pool2d(x, bins)
+    return x.reshape(b, c, bins, h // bins, bins, w // bins).mean((3, 5))
+
+
 class PatchDiscriminator(nn.Module):
     """Judges (image, mask) pairs patch-wise: one real/fake logit per 8x8-pixel-stride patch."""
 

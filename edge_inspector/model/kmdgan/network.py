@@ -2,7 +2,8 @@
 
 backbone (frozen, strides 4/8/16, 3x3-pooled) -> memory feature matching at the matched strides
 -> projection -> cross-scale fusion -> U-Net decoder (to stride 2) gated by the memory-distance
-map (with self_contrast, its stride-4 stage also reads the image's own contrasts) -> edge-context
+map (with self_contrast, its stride-4 stage also reads the image's own contrasts; with global_context,
+its stride-16 stage the image's pooled means) -> edge-context
 hybrid -> mask head, its logits upsampled to full resolution (or, with full_resolution, a last
 decoder stage at full resolution before the head).
 
@@ -30,6 +31,7 @@ from edge_inspector.model.kmdgan.modules import (
     CrossScaleFusion,
     EdgeContextHybrid,
     FullResolutionStage,
+    GlobalContext,
     MemoryFeatureMatching,
     SelfContrast,
     conv_bn_relu,
@@ -76,6 +78,10 @@ class KMDGANArchitecture:
     # image's (SelfContrast), for defects that differ from the rest of their image but not from the
     # memory (large uneven surfaces); False: it does not (artefacts written before the option)
     self_contrast: bool = False
+    # the stride-16 stage also reads pooled means of the whole image, its 2x2 and 4x4 bins, its rows
+    # and its columns (GlobalContext), so that the mask can fill a large region that looks normal
+    # from inside; False: it does not (artefacts written before the option)
+    global_context: bool = False
     # how each image-score part is scaled before the parts are summed: "spread", its standard
     # deviation on held-out normals (artefacts written before the choice); "gap", the distance from
     # the normals' median to the anomalies' (score_calibration.part_scales)
@@ -110,7 +116,7 @@ class KMDGANArchitecture:
                    cross_scale_fusion=m.cross_scale_fusion, map_modulation=m.map_modulation,
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
-                   self_contrast=cfg.self_contrast,
+                   self_contrast=cfg.self_contrast, global_context=cfg.global_context,
                    score_scale=cfg.score_scale, threshold_rule=cfg.threshold_rule,
                    mask_score_floor=cfg.mask_score_floor, score_from_map=cfg.score_from_map,
                    position_sides=[cfg.input_size // s for s in strides]
@@ -129,6 +135,7 @@ class KMDGANGenerator(nn.Module):
             conv_bn_relu(dims[s] * (3 if s in self.matched else 1), PROJECTED[s], k=1) for s in STRIDES
         )
         self.fusion = CrossScaleFusion([PROJECTED[s] for s in STRIDES]) if arch.cross_scale_fusion else None
+        self.context = GlobalContext(PROJECTED[16]) if arch.global_context else None
         self.up8 = conv_bn_relu(PROJECTED[16] + PROJECTED[8], DECODER[8])
         self.contrast = SelfContrast(CONTRAST) if arch.self_contrast else None
         self.up4 = conv_bn_relu(DECODER[8] + PROJECTED[4] + (CONTRAST if arch.self_contrast else 0), DECODER[4])
@@ -182,7 +189,7 @@ class KMDGANGenerator(nn.Module):
         gated_by = distances[self.matched.index(8)] if 8 in self.matched else distances[0] if distances else None
         gate = (lambda s, x: self.modulation[str(s)](x, gated_by.to(x.dtype))) if self.modulation is not None \
             else (lambda s, x: x)
-        z = gate(16, x16)
+        z = gate(16, x16 if self.context is None else self.context(x16))
         z = gate(8, self.up8(torch.cat([_up(z, x8), x8], 1)))
         skips = [_up(z, x4), x4]
         if self.contrast is not None:
