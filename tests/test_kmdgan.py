@@ -459,12 +459,15 @@ def test_full_resolution_puts_the_mask_head_at_the_input_resolution(backbone, fu
     assert all(p.grad is not None for n, p in model.named_parameters() if not n.startswith("backbone."))
 
 
-@pytest.mark.parametrize("option, part", [("full_resolution", "full"), ("self_contrast", "contrast"),
-                                          ("global_context", "context")])
-def test_a_decoder_option_comes_from_the_config_and_travels_in_the_artefact(product_set, tmp_path, option, part):
+@pytest.mark.parametrize("option, part, default", [("full_resolution", "full", False),
+                                                   ("self_contrast", "contrast", False),
+                                                   ("global_context", "context", True)])
+def test_a_decoder_option_comes_from_the_config_and_travels_in_the_artefact(product_set, tmp_path, option, part,
+                                                                            default):
     cfg = small_config(**{option: True}, iterations=2)
     assert getattr(KMDGANArchitecture.from_config(cfg), option)
-    assert not getattr(KMDGANArchitecture.from_config(small_config()), option)  # off by default
+    assert getattr(KMDGANArchitecture.from_config(small_config()), option) is default
+    assert not getattr(KMDGANArchitecture.from_config(small_config(**{option: False})), option)
     split = load_split("folder", product_set)
     model = train_kmdgan(split, cfg, tmp_path / "option.safetensors", 0.1, seed=1, progress=False)
     again = load_artefact(model.path)

@@ -77,7 +77,7 @@ class KMDGANModelConfig(Strict):
     self_contrast: bool = Field(False, description="The decoder also reads each location's grey level and edge "
                                 "energy against its own image's, for large uneven surfaces that the memory "
                                 "holds elsewhere (docs/kmdgan.md).")
-    global_context: bool = Field(False, description="The decoder's stride-16 stage also reads the means of the "
+    global_context: bool = Field(True, description="The decoder's stride-16 stage also reads the means of the "
                                  "whole image, its bins, rows and columns, so that the mask can fill a large "
                                  "region (docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
