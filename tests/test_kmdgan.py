@@ -683,8 +683,8 @@ def test_global_context_lets_a_location_read_its_whole_row_and_image():
     x = torch.rand(2, 8, 16, 16)
     for bins in GlobalContext.BINS:  # the exportable reshape is the adaptive pooling where the grid divides
         assert torch.allclose(_bin_means(x, bins), F.adaptive_avg_pool2d(x, bins), atol=1e-6)
-    assert torch.allclose(_bin_means(x[..., :15, :15], 4), F.adaptive_avg_pool2d(x[..., :15, :15], 4))
     block = GlobalContext(8).eval()
+    assert block(x[..., :15, :15]).shape == (2, 8, 15, 15)  # a map the bins do not divide (adaptive pooling)
     x.requires_grad_(True)
     block(x)[0, :, 3, 0].sum().backward()
     reach = x.grad[0].abs().sum(0)

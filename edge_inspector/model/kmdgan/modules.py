@@ -214,8 +214,8 @@ class GlobalContext(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pooled = [_bin_means(x, b) for b in self.BINS] + [x.mean(3, keepdim=True), x.mean(2, keepdim=True)]
-        ups = [F.interpolate(conv(p), size=(h, w), mode="bilinear", align_corners=False) if p.shape[-2:] != (h, w)
-               else conv(p) for conv, p in zip(self.pools, pooled)]
+        ups = [F.interpolate(conv(p), size=(h, w), mode="bilinear", align_corners=False)
+               for conv, p in zip(self.pools, pooled)]
         return x + self.out(torch.cat([x, *ups], 1))
 
 

@@ -2,10 +2,10 @@
 
 backbone (frozen, strides 4/8/16, 3x3-pooled) -> memory feature matching at the matched strides
 -> projection -> cross-scale fusion -> U-Net decoder (to stride 2) gated by the memory-distance
-map (with self_contrast, its stride-4 stage also reads the image's own contrasts; with global_context,
-its stride-16 stage the image's pooled means) -> edge-context
-hybrid -> mask head, its logits upsampled to full resolution (or, with full_resolution, a last
-decoder stage at full resolution before the head).
+map (with self_contrast, its stride-4 stage also reads the image's own contrasts; with
+global_context, its stride-16 stage the image's pooled means) -> edge-context hybrid -> mask head,
+its logits upsampled to full resolution (or, with full_resolution, a last decoder stage at full
+resolution before the head).
 
 The memory banks are forward() arguments, not weights, so a recalibrated bank can be swapped
 in without touching the network (and exported graphs take them as inputs).
