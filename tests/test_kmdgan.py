@@ -72,6 +72,12 @@ def test_tiny_train_then_infer_reaches_stated_metric(trained):
     assert set(by_type) == {s.defect_type for s in split.test_anomalous} and len(by_type) > 1
     overall = sum(by_type[k]["mask_iou"] * n for k, n in counts.items()) / sum(counts.values())
     assert overall == pytest.approx(result["mask_at_operating_point"]["mask_iou"], abs=1e-3)
+    # detection per kind: the overall AUROC and escape rate are the count-weighted means of the kinds'
+    detection = result["detection_by_defect_type"]
+    assert set(detection) == set(by_type) and sum(d["count"] for d in detection.values()) == sum(counts.values())
+    for key in ("image_auroc", "escape_rate"):
+        mean = sum(d[key] * d["count"] for d in detection.values()) / sum(counts.values())
+        assert mean == pytest.approx(m[key], abs=1e-3)
     # NG needing a region as well as the score: never more false rejects, never fewer escapes
     gated = result["verdict_needing_a_region"]
     assert gated["false_reject_rate"] <= m["false_reject_rate"] and gated["escape_rate"] >= m["escape_rate"]

@@ -17,6 +17,7 @@ from edge_inspector.data.imageio import read_image, read_mask
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.evaluation.metrics import has_region, mask_metrics, protocol_metrics, rates_at_threshold
+from edge_inspector.model.scoring import roc_auc
 from edge_inspector.inspection.frame import Predict, inspect_frame
 
 METRIC_NAMES = {
@@ -112,12 +113,27 @@ def _result(labels, scores, masks, maps, threshold, seconds, offered, size, with
         result["verdict_needing_a_region"] = {"false_reject_rate": round(false_rejects, 4),
                                               "escape_rate": round(escapes, 4)}
     kinds = sorted({t for t, label in zip(types or [], labels) if label})
+    if len(kinds) > 1:  # which defect kinds the image score ranks and passes: each against the good images
+        result["detection_by_defect_type"] = detection_by_kind(labels, scores, types, kinds, threshold)
     if pixel_threshold is not None and len(kinds) > 1:  # which defect kinds the masks miss
         result["mask_by_defect_type"] = {
             kind: mask_metrics([1] * len(pick), masks[pick], maps[pick], pixel_threshold,
                                None if with_mask is None else np.asarray(with_mask)[pick], extent)
             for kind in kinds for pick in [np.flatnonzero([t == kind for t in types])]}
     return result
+
+
+def detection_by_kind(labels, scores, types, kinds, threshold: float) -> dict:
+    """Per defect kind: its images' count, image AUROC against all good images, escape rate at the
+    threshold. The overall AUROC is the count-weighted mean of the kinds' (same good images)."""
+    labels, scores = np.asarray(labels, bool), np.asarray(scores, np.float64)
+    out = {}
+    for kind in kinds:
+        pick = np.array([t == kind for t in types]) & labels
+        both = pick | ~labels
+        out[kind] = {"count": int(pick.sum()), "image_auroc": round(roc_auc(labels[both], scores[both]), 4),
+                     "escape_rate": round(float((scores[pick] < threshold).mean()), 4)}
+    return out
 
 
 def _cpu_count() -> int:
@@ -154,6 +170,9 @@ def format_table(result: dict) -> str:
         rows += [(f"  {kind}: mask IoU, area ratio (median, share within 0.5-2)",
                   f"{fmt(m['mask_iou'])}, {fmt(m['area_ratio_median'])}, {fmt(m['area_within_0.5_2'])}")
                  for kind, m in result.get("mask_by_defect_type", {}).items()]
+    rows += [(f"  {kind}: image AUROC against the good images, escapes",
+              f"{d['image_auroc']:.4f}, {d['escape_rate']:.4f} ({d['count']} images)")
+             for kind, d in result.get("detection_by_defect_type", {}).items()]
     width = max(len(r[0]) for r in rows)
     head = f"{result.get('model', 'model')} on {result.get('dataset', 'dataset')} (edge-inspector {result['version']})"
     return "\n".join([head, "-" * len(head)] + [f"{k:<{width}}  {v}" for k, v in rows])
