@@ -17,8 +17,8 @@ from edge_inspector.data.imageio import read_image, read_mask
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.sample import Sample, Split
 from edge_inspector.evaluation.metrics import has_region, mask_metrics, protocol_metrics, rates_at_threshold
-from edge_inspector.model.scoring import roc_auc
 from edge_inspector.inspection.frame import Predict, inspect_frame
+from edge_inspector.model.scoring import roc_auc
 
 METRIC_NAMES = {
     "image_auroc": "image AUROC",
