@@ -697,18 +697,3 @@ def test_global_context_lets_a_location_read_its_whole_row_and_image():
     # row 3's left end hears row 3's right end (a 1x1 conv alone would hear only itself), more than
     # a far location of another row, which it hears only through the image's and bins' means
     assert reach[3, 15] > reach[12, 15] > 0
-
-
-def test_global_context_as_a_gate_only_scales_the_features():
-    from edge_inspector.model.kmdgan.modules import GlobalContext
-
-    torch.manual_seed(0)
-    x = torch.rand(2, 8, 16, 16)
-    x[:, 2] = 0  # a channel with nothing in it: a gate cannot make something of it, an added residual can
-    gated, added = GlobalContext(8, join="gate").eval(), GlobalContext(8).eval()
-    y = gated(x)
-    assert torch.all(y >= x) and torch.all(y <= 2 * x) and torch.all(y[:, 2] == 0)
-    assert added(x)[:, 2].abs().sum() > 0
-    assert KMDGANArchitecture.from_config(small_config(global_context_join="gate")).global_context_join == "gate"
-    with pytest.raises(ValueError, match="global_context_join: 'mul'"):
-        GlobalContext(8, join="mul")

@@ -80,9 +80,6 @@ class KMDGANModelConfig(Strict):
     global_context: bool = Field(True, description="The decoder's stride-16 stage also reads the means of the "
                                  "whole image, its bins, rows and columns, so that the mask can fill a large "
                                  "region (docs/kmdgan.md).")
-    global_context_join: Literal["add", "gate"] = Field("add", description="How those means reach the features: "
-                                                        "add, a residual; gate, they only scale the features "
-                                                        "(docs/kmdgan.md).")
     position_profile: bool = Field(True, description="Divide each memory distance by its location's mean on the "
                                    "training normals (image borders sit farther from the bank).")
     score_scale: Literal["spread", "gap"] = Field("spread", description="How each image-score part is scaled "

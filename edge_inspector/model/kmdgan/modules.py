@@ -200,33 +200,23 @@ class GlobalContext(nn.Module):
     the part, bounded by a step) looks normal from inside: the decoder's convolutions see the step,
     not the band, and the mask lights the boundary. A location that knows its row's and its
     quarter's mean can be filled with the rest of its band.
-
-    join "add": the joined means pass through a 1x1 conv and are added to x. "gate": they only
-    scale x, x * (1 + sigmoid(g)), as the map modulation does: a means that a thin crack hardly
-    moves can then boost a location's features but never wash them out.
     """
 
     BINS = (1, 2, 4)
-    JOINS = ("add", "gate")
 
-    def __init__(self, ch: int, inner: int = 16, join: str = "add"):
+    def __init__(self, ch: int, inner: int = 16):
         super().__init__()
-        if join not in self.JOINS:
-            raise ValueError(f"global_context_join: {join!r} is not one of {', '.join(self.JOINS)}")
-        self.join = join
         # no batch norm on the pooled means: one value per image and channel in the 1x1 bin
         self.pools = nn.ModuleList(nn.Sequential(nn.Conv2d(ch, inner, 1), nn.ReLU(inplace=True))
                                    for _ in range(len(self.BINS) + 2))
-        joined = ch + inner * (len(self.BINS) + 2)
-        self.out = conv_bn_relu(joined, ch, k=1) if join == "add" else nn.Conv2d(joined, ch, 1)
+        self.out = conv_bn_relu(ch + inner * (len(self.BINS) + 2), ch, k=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
         pooled = [_bin_means(x, b) for b in self.BINS] + [x.mean(3, keepdim=True), x.mean(2, keepdim=True)]
         ups = [F.interpolate(conv(p), size=(h, w), mode="bilinear", align_corners=False)
                for conv, p in zip(self.pools, pooled)]
-        mixed = self.out(torch.cat([x, *ups], 1))
-        return x + mixed if self.join == "add" else x * (1 + torch.sigmoid(mixed))
+        return x + self.out(torch.cat([x, *ups], 1))
 
 
 def _bin_means(x: torch.Tensor, bins: int) -> torch.Tensor:

@@ -82,9 +82,6 @@ class KMDGANArchitecture:
     # and its columns (GlobalContext), so that the mask can fill a large region that looks normal
     # from inside; False: it does not (artefacts written before the option)
     global_context: bool = False
-    # how GlobalContext joins the means to the features: "add" (a residual; artefacts written
-    # before the choice) or "gate" (they only scale the features)
-    global_context_join: str = "add"
     # how each image-score part is scaled before the parts are summed: "spread", its standard
     # deviation on held-out normals (artefacts written before the choice); "gap", the distance from
     # the normals' median to the anomalies' (score_calibration.part_scales)
@@ -120,7 +117,6 @@ class KMDGANArchitecture:
                    edge_context=m.edge_context, map_blend=cfg.map_blend,
                    map_strides=sorted(cfg.map_strides or []), full_resolution=cfg.full_resolution,
                    self_contrast=cfg.self_contrast, global_context=cfg.global_context,
-                   global_context_join=cfg.global_context_join,
                    score_scale=cfg.score_scale, threshold_rule=cfg.threshold_rule,
                    mask_score_floor=cfg.mask_score_floor, score_from_map=cfg.score_from_map,
                    position_sides=[cfg.input_size // s for s in strides]
@@ -139,7 +135,7 @@ class KMDGANGenerator(nn.Module):
             conv_bn_relu(dims[s] * (3 if s in self.matched else 1), PROJECTED[s], k=1) for s in STRIDES
         )
         self.fusion = CrossScaleFusion([PROJECTED[s] for s in STRIDES]) if arch.cross_scale_fusion else None
-        self.context = GlobalContext(PROJECTED[16], join=arch.global_context_join) if arch.global_context else None
+        self.context = GlobalContext(PROJECTED[16]) if arch.global_context else None
         self.up8 = conv_bn_relu(PROJECTED[16] + PROJECTED[8], DECODER[8])
         self.contrast = SelfContrast(CONTRAST) if arch.self_contrast else None
         self.up4 = conv_bn_relu(DECODER[8] + PROJECTED[4] + (CONTRAST if arch.self_contrast else 0), DECODER[4])
