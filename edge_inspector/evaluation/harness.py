@@ -131,8 +131,9 @@ def detection_by_kind(labels, scores, types, kinds, threshold: float) -> dict:
     for kind in kinds:
         pick = np.array([t == kind for t in types]) & labels
         both = pick | ~labels
+        _, escapes = rates_at_threshold(labels[both], scores[both], threshold)
         out[kind] = {"count": int(pick.sum()), "image_auroc": round(roc_auc(labels[both], scores[both]), 4),
-                     "escape_rate": round(float((scores[pick] < threshold).mean()), 4)}
+                     "escape_rate": round(escapes, 4)}
     return out
 
 
