@@ -94,3 +94,25 @@ def test_from_artefact_variants_may_name_the_artefacts_own_memory(product_set, m
         fold(["input_size=64;bank_size=200;held_out_twins=2"], artefact)
     with pytest.raises(SystemExit, match="changes training"):
         fold(["input_size=64;bank_size=300;dice=image"], artefact)
+
+
+def test_ablation_rows_with_another_input_size_get_their_own_preparation(product_set, monkeypatch):
+    """tools/ablation.py used to refuse a row that changes the input size or the memory; such a row
+    now gets its own preparation, and rows that share one are not prepared twice."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
+    import ablation
+    from variants import variant_config
+
+    from edge_inspector.data import load_split
+
+    split = load_split("folder", product_set)
+    split.train_normal = split.train_normal[:12]
+    small = "input_size=64;bank_size=300"
+    cache: dict = {}
+    first = ablation.preparation_for(cache, split, variant_config(small), 0)
+    # a row without memory matching trains from the same preparation, which keeps its banks
+    bare = ablation.preparation_for(cache, split, variant_config(small + ";modules={memory_matching: false}"), 0)
+    assert bare is first and len(first.banks.banks) == 2
+    larger = ablation.preparation_for(cache, split, variant_config("input_size=96;bank_size=300"), 0)
+    assert larger is not first and len(cache) == 2
+    assert larger.normals.images.shape[1] == 96 and first.normals.images.shape[1] == 64

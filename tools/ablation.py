@@ -10,8 +10,9 @@ JSON.
     python tools/ablation.py --variants baseline full "tversky_beta=0.5" "modules={adversarial: false}; iterations=1500"
 
 A row may also be key=value settings over the defaults, as in tools/validate_defects.py (several
-separated by ';'); such rows share the run's features and memory banks, so they may not change
-what those depend on (variants.PREPARED_KEYS).
+separated by ';'). Rows share the run's features and memory banks; a row that changes what those
+depend on (variants.PREPARED_KEYS, e.g. input_size=320) gets its own, built once for every row
+that asks for the same.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 import typing
 from pathlib import Path
 
-from variants import PREPARED_KEYS, cut_text, overrides, variant_config
+from variants import PREPARED_KEYS, cut_text, variant_config
 
 from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig, MemoryBankModelConfig
@@ -70,14 +71,10 @@ def main() -> int:
     rows = ["baseline", "full"] + [f"without-{part}" for part in PARTS]
     rows = [r for r in rows if not args.variants or r in args.variants]
     rows += [v for v in args.variants or [] if v not in rows and "=" in v]
-    for row in rows:
-        if "=" in row and set(overrides(row)) & set(PREPARED_KEYS):
-            raise SystemExit(f"--variants {row!r}: {PREPARED_KEYS} are shared by every row of one run")
     results = {}
-    # features, memory banks and nearest memories are the same for every variant: computed once
     bank = {k: v for k, v in (("bank_size", args.bank_size), ("sampler", args.sampler)) if v is not None}
-    prepared = prepare(split, KMDGANModelConfig(kind="kmdgan", profile=args.profile, **bank), args.seed) \
-        if any(r != "baseline" for r in rows) else None
+    # features, memory banks and nearest memories, per PREPARED_KEYS settings: computed once
+    preparations: dict[str, object] = {}
     for row in rows:
         started = time.perf_counter()
         if row == "baseline":
@@ -87,6 +84,7 @@ def main() -> int:
         else:
             cfg = variant_config(row_settings(row), profile=args.profile, iterations=args.iterations, **bank)
             name = row.replace("/", "_").replace(" ", "")
+            prepared = preparation_for(preparations, split, cfg, args.seed)
             model = train_kmdgan(split, cfg, args.workdir / f"{name}.safetensors", 0.01, seed=args.seed,
                                  prepared=prepared)
             threshold, size = model.threshold, cfg.input_size
@@ -151,6 +149,18 @@ def main() -> int:
     print("\n".join(lines))
     print(f"JSON: {args.out}")
     return 0
+
+
+def preparation_for(preparations: dict, split, cfg: KMDGANModelConfig, seed: int):
+    """The features, memory banks and nearest memories a row trains on (prepare()), cached in
+    preparations by the row's PREPARED_KEYS. Built with the default modules, so that a row without
+    memory matching shares the full model's (and the full model finds its banks there)."""
+    key = cfg.model_dump_json(include=set(PREPARED_KEYS))
+    if key not in preparations:
+        base = KMDGANModelConfig(kind="kmdgan", profile=cfg.profile,
+                                 **{k: getattr(cfg, k) for k in PREPARED_KEYS})
+        preparations[key] = prepare(split, base, seed)
+    return preparations[key]
 
 
 def recalibrated(args, split, model, prepared, settings: dict, train_s: float, cut: dict) -> dict:
