@@ -1,4 +1,4 @@
-"""tools/validate_defects.py: what its variants share, and what each must build for itself."""
+"""tools/validate_defects.py and tools/ablation.py: what their variants share, and what each must build for itself."""
 
 from pathlib import Path
 from types import SimpleNamespace
