@@ -1,4 +1,5 @@
 import itertools
+import math
 
 import numpy as np
 import pytest
@@ -641,6 +642,42 @@ def test_score_from_map_scores_the_blended_map_and_exports(trained, tmp_path):
     assert again.model.arch.score_from_map
     images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
     figures = export_checked(again, tmp_path / "map.onnx", images)
+    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
+
+
+
+def test_mask_score_logit_has_no_ceiling_refuses_a_floor_and_exports(trained, tmp_path):
+    from pydantic import ValidationError
+
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.runtime.export import export_checked
+
+    assert KMDGANArchitecture.from_config(small_config(mask_score="logit")).mask_score == "logit"
+    assert KMDGANArchitecture.from_config(small_config()).mask_score == "probability"  # the default, as before
+    with pytest.raises(ValidationError, match="mask_score"):
+        small_config(mask_score="logit", mask_score_floor=0.5)
+    split, fixture = trained
+    model = load_artefact(fixture.path)
+    g = model.model
+    prob = torch.full((3, 1, 16, 16), 0.5)
+    prob[1, 0, :10, :10] = 0.999  # a confident mask response of 100 pixels
+    prob[2, 0, :10, :10] = 1.0  # float32's sigmoid of a large logit: clamped, not infinite
+    probability = g.score_parts(prob, [])[:, 0]
+    g.arch.mask_score = "logit"
+    logit = g.score_parts(prob, [])[:, 0]
+    assert probability[1] == pytest.approx(0.999) and logit[0] == pytest.approx(0.0, abs=1e-6)
+    assert logit[1] == pytest.approx(math.log(0.999 / 0.001), rel=1e-3)  # 6.9: the probability's 0.999 unbounded
+    assert torch.isfinite(logit[2]) and logit[2] > logit[1]
+    again = _saved_and_loaded(model, model.threshold, tmp_path / "logit.safetensors")
+    assert again.model.arch.mask_score == "logit"
+    # an artefact whose metadata pairs the two is refused on load
+    again.model.arch.mask_score_floor = 0.5
+    with pytest.raises(UserError, match="mask_score"):
+        _saved_and_loaded(again, again.threshold, tmp_path / "both.safetensors")
+    again.model.arch.mask_score_floor = 0.0
+    # the exported graph scores the logits as torch does
+    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
+    figures = export_checked(again, tmp_path / "logit.onnx", images)
     assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
 
 

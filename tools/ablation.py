@@ -119,14 +119,16 @@ def main() -> int:
                         print(f"{name}: {results[name]['metrics']}", flush=True)
         if row == "full" and model.model.matched:
             # set after training: the same weights with the other score scaling, the other threshold
-            # rule, a floor under the score's mask part, or that part from the blended map, each its
-            # own operating threshold from the same held-out normals
+            # rule, a floor under the score's mask part, that part from the blended map or from the
+            # mask's logits, each its own operating threshold from the same held-out normals
             others = [{key: next(v for v in values if v != getattr(model.model.arch, key))}
                       for key, values in (("score_scale", ("spread", "gap")), ("threshold_rule", THRESHOLD_RULES))]
             floor = model.model.arch.mask_score_floor
             others.append({"mask_score_floor": 0.0 if floor else MASK_SCORE_FLOOR})
             if not model.model.arch.score_from_map and model.model.arch.blend != "none":
                 others.append({"score_from_map": True})
+            if model.model.arch.mask_score == "probability" and not floor:
+                others.append({"mask_score": "logit"})
             # the held-out normals scored with the other `held_out_twin` (not an architecture setting)
             others.append({"held_out_twin": "kept" if cfg.held_out_twin == "left_out" else "left_out"})
             for settings in others:

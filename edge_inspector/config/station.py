@@ -95,6 +95,9 @@ class KMDGANModelConfig(Strict):
                                     "in the image score's mask part (0: all count; docs/kmdgan.md).")
     score_from_map: bool = Field(False, description="The image score's first part from the anomaly map (mask and "
                                  "memory distance blended) instead of the learned mask alone (docs/kmdgan.md).")
+    mask_score: Literal["probability", "logit"] = Field(
+        "probability", description="The image score's mask part from the top-k mask probabilities, or from their "
+        "logits, which have no ceiling (docs/kmdgan.md).")
     cut_defects: Literal["trained", "pasted", "synthetic"] = Field(
         "trained", description="The anomalies whose Dice chooses the mask cut (pixel threshold and extent) at "
         "training time, besides synthetic anomalies on the held-out normals: trained, the few-shot images "
@@ -124,6 +127,8 @@ class KMDGANModelConfig(Strict):
     def map_strides_matched(self) -> KMDGANModelConfig:
         if self.map_strides and not set(self.map_strides) <= set(self.match_strides):
             raise ValueError(f"map_strides {self.map_strides} are not all in match_strides {self.match_strides}")
+        if self.mask_score == "logit" and self.mask_score_floor > 0:
+            raise ValueError("mask_score logit takes no mask_score_floor (the floor's zeros would score as -13.8)")
         return self
 
 

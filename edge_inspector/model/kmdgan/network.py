@@ -14,7 +14,8 @@ stride aggregated as the baseline does (stride and max, top-10 mean or mean: cho
 data), each standardised by its
 level on held-out training normals (the learned mask ranks defects it has
 learned; the memory distance keeps ranking the kinds it has never seen). Options: the mask part
-above a floor only (mask_score_floor), or from the blended anomaly map (score_from_map).
+above a floor only (mask_score_floor), or from the blended anomaly map (score_from_map), or from
+the mask's logits rather than its probabilities (mask_score: logit).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ STRIDES = (4, 8, 16)
 PROJECTED = {4: 32, 8: 64, 16: 96}  # channels after projection, per stride
 DECODER = {8: 64, 4: 48, 2: 24, 1: 16}  # decoder channels, per output stride
 CONTRAST = 16  # channels of the self-contrast branch, joined at stride 4
+MASK_SCORES = ("probability", "logit")
+LOGIT_EPS = 1e-6  # the logit mask part's probabilities kept within [eps, 1 - eps]: logits within +-13.8
 
 
 @dataclass
@@ -98,6 +101,11 @@ class KMDGANArchitecture:
     # response where the memory distance says normal (no region ships) then scores low too;
     # False: the mask alone (artefacts written before the choice)
     score_from_map: bool = False
+    # the image score's mask part from the top-k mask probabilities ("probability": it can never
+    # pass (1 - centre) / spread, so a certain mask alone stays under a threshold set higher; the
+    # value of artefacts written before the choice) or from their logits ("logit": no such ceiling,
+    # a certain mask scores above a doubtful one)
+    mask_score: str = "probability"
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +127,7 @@ class KMDGANArchitecture:
                    self_contrast=cfg.self_contrast, global_context=cfg.global_context,
                    score_scale=cfg.score_scale, threshold_rule=cfg.threshold_rule,
                    mask_score_floor=cfg.mask_score_floor, score_from_map=cfg.score_from_map,
+                   mask_score=cfg.mask_score,
                    position_sides=[cfg.input_size // s for s in strides]
                    if cfg.position_profile and m.memory_matching else [])
 
@@ -222,7 +231,11 @@ class KMDGANGenerator(nn.Module):
         p = prob.float().flatten(1)  # float32: standardised by small spreads
         if self.arch.mask_score_floor > 0:
             p = torch.where(p >= self.arch.mask_score_floor, p, torch.zeros_like(p))
-        parts = [p.topk(k, dim=1).values.mean(1)]
+        top = p.topk(k, dim=1).values
+        if self.arch.mask_score == "logit":  # log(p / (1 - p)), clamped: float32's sigmoid reaches 1
+            top = top.clamp(LOGIT_EPS, 1 - LOGIT_EPS)
+            top = top.log() - torch.log1p(-top)
+        parts = [top.mean(1)]
         if distances:
             d = distances[self.distance_index]
             parts.append(aggregate(d.flatten(1), mode or self.arch.distance_score))
