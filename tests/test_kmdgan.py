@@ -681,6 +681,31 @@ def test_mask_score_logit_has_no_ceiling_refuses_a_floor_and_exports(trained, tm
     assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
 
 
+
+def test_mirror_map_ships_the_larger_of_both_ways_round_keeps_the_score_and_exports(trained, tmp_path):
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.runtime.export import export_checked
+
+    assert KMDGANArchitecture.from_config(small_config(mirror_map=True)).mirror_map
+    assert not KMDGANArchitecture.from_config(small_config()).mirror_map  # the default, one pass
+    split, fixture = trained
+    model = load_artefact(fixture.path)
+    g = model.model
+    images = torch.from_numpy(np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)]))
+    with torch.no_grad():
+        plain_map, plain_score = model(images)
+        mirrored_map, _ = model(images.flip(-1))
+        g.arch.mirror_map = True
+        both_map, both_score = model(images)
+    assert torch.equal(both_score, plain_score)  # the verdict is the image's own
+    assert torch.allclose(both_map, torch.maximum(plain_map, mirrored_map.flip(-1)))
+    assert (both_map > plain_map + 1e-3).any()  # the mirror image adds somewhere: not one pass twice
+    again = _saved_and_loaded(model, model.threshold, tmp_path / "mirror.safetensors")
+    assert again.model.arch.mirror_map
+    figures = export_checked(again, tmp_path / "mirror.onnx", images.numpy())
+    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
+
+
 def _saved_and_loaded(model, threshold: float, path):
     """The loaded model written again with its present settings and the given threshold, read back."""
     from edge_inspector.model.kmdgan.artefact import save_artefact

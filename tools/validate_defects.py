@@ -77,7 +77,7 @@ from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_che
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
-                  "score_from_map", "mask_score", "cut_defects", "cut_rule", "held_out_twin", "held_out_twins")
+                  "score_from_map", "mask_score", "mirror_map", "cut_defects", "cut_rule", "held_out_twin", "held_out_twins")
 # not architecture settings: they only choose the cut, or how the held-out normals are scored
 CUT_KEYS = ("cut_defects", "cut_rule", "held_out_twin", "held_out_twins")
 # whose variants re-run the score calibration (and so the threshold)

@@ -98,6 +98,9 @@ class KMDGANModelConfig(Strict):
     mask_score: Literal["probability", "logit"] = Field(
         "probability", description="The image score's mask part from the top-k mask probabilities, or from their "
         "logits, which have no ceiling (docs/kmdgan.md).")
+    mirror_map: bool = Field(False, description="The anomaly map as the larger of the image's map and its mirror "
+                             "image's, mirrored back: a mask that does not depend on which way round a defect lies, "
+                             "for twice the inference; the image score stays the image's own (docs/kmdgan.md).")
     cut_defects: Literal["trained", "pasted", "synthetic"] = Field(
         "trained", description="The anomalies whose Dice chooses the mask cut (pixel threshold and extent) at "
         "training time, besides synthetic anomalies on the held-out normals: trained, the few-shot images "

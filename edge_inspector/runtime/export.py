@@ -80,10 +80,7 @@ class HalfPrecision(torch.nn.Module):
         self.generator.float_buffers()
 
     def forward(self, image: torch.Tensor, *banks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        g = self.generator
-        feats = g.features(image)
-        logits, distances = g.decode(image, feats, g.match(feats, list(banks)))
-        amap, score = g.map_and_score(torch.sigmoid(logits), distances)
+        amap, score = self.generator(image, *banks)
         return amap.float(), score.float()
 
 
