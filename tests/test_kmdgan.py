@@ -208,6 +208,55 @@ def test_training_is_deterministic_and_resumable(product_set, tmp_path, monkeypa
     assert not (out.parent / "resumed.safetensors.ckpt").exists()
 
 
+
+def test_hard_normals_draw_the_normals_the_mask_fires_on_and_resume_alike(product_set, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from edge_inspector.model.kmdgan.training import PEAK_FLOOR, BatchMaker
+
+    # the draw: half the normals by their last peak, half uniformly
+    maker = BatchMaker.__new__(BatchMaker)
+    maker.normals, maker.n_normal = SimpleNamespace(images=np.zeros((50, 1))), 4
+    maker.rng, maker.hard, maker.peaks = np.random.default_rng(0), 0.5, np.full(50, PEAK_FLOOR)
+    maker.peaks[7] = 1.0 + PEAK_FLOOR  # the mask fired fully on normal 7
+    drawn = np.concatenate([maker._normal_indices() for _ in range(200)])
+    # 2 of 4 slots drawn by weight (1.05 of 3.5: 0.3), 2 uniformly (0.02): 0.16 of the slots, not 0.02
+    assert 0.12 < np.mean(drawn == 7) < 0.2
+    maker.drawn_normals = np.array([3, 7])
+    prob = torch.zeros(3, 1, 4, 4)
+    prob[0, 0, 1, 1] = 0.9  # normal 3 now fires, normal 7 no longer; the third item is not a normal
+    maker.record(prob)
+    assert maker.peaks[3] == pytest.approx(0.9 + PEAK_FLOOR) and maker.peaks[7] == pytest.approx(PEAK_FLOOR)
+
+    # training with it repeats under the seed, and a resumed run draws as the uninterrupted one
+    split = load_split("folder", product_set)
+    split.train_normal = split.train_normal[:12]
+    cfg = small_config(input_size=64, bank_size=300, iterations=6, batch_size=4, hard_normals=1.0)
+    full = train_kmdgan(split, cfg, tmp_path / "full.safetensors", seed=2, progress=False)
+    assert full.meta["training"]["hard_normals"] == 1.0
+    plain = train_kmdgan(split, small_config(input_size=64, bank_size=300, iterations=6, batch_size=4),
+                         tmp_path / "plain.safetensors", seed=2, progress=False)
+    a, c = full.model.state_dict(), plain.model.state_dict()
+    assert not all(torch.allclose(a[k].float(), c[k].float(), atol=1e-6) for k in a)  # other batches
+    monkeypatch.setattr(train_module, "CHECKPOINT_EVERY", 3)
+    steps = itertools.count()
+    real_step = train_module.Optimisation.step
+
+    def interrupted(self, *a, **k):
+        if next(steps) == 4:
+            raise KeyboardInterrupt
+        return real_step(self, *a, **k)
+
+    monkeypatch.setattr(train_module.Optimisation, "step", interrupted)
+    out = tmp_path / "resumed.safetensors"
+    with pytest.raises(KeyboardInterrupt):
+        train_kmdgan(split, cfg, out, seed=2, progress=False)
+    monkeypatch.setattr(train_module.Optimisation, "step", real_step)
+    resumed = train_kmdgan(split, cfg, out, seed=2, resume=True, progress=False)
+    b = resumed.model.state_dict()
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-6) for k in a)
+
+
 def test_the_pixel_threshold_is_chosen_on_training_data_and_stored(trained):
     _, model = trained
     validation = model.meta["training"]["pixel_threshold_validation"]

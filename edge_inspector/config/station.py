@@ -57,6 +57,9 @@ class KMDGANModelConfig(Strict):
     adversarial_weight: float = Field(0.05, ge=0, description="Weight of the adversarial term in the generator loss.")
     copy_paste: float = Field(0.5, ge=0, le=1, description="Share of the synthetic anomalies that paste a real "
                               "few-shot defect, flipped, rotated and brightened, onto a training normal.")
+    hard_normals: float = Field(0.0, ge=0, le=1, description="Share of each training batch's normals drawn by how "
+                                "strongly the mask last fired on them (the rest uniformly): good images the mask "
+                                "takes for defects are trained on more often; 0: all uniformly (docs/kmdgan.md).")
     dice: Literal["batch", "image"] = Field(
         "batch", description="The mask loss's overlap term: batch, the soft Tversky index over the whole batch; "
         "image, a per-defective-image soft Dice added to it (docs/kmdgan.md).")

@@ -23,7 +23,8 @@ from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.errors import UserError
 from edge_inspector.model.backbone import MEAN, STD, VARIANTS, EfficientNetLiteFeatures
-from edge_inspector.model.kmdgan.network import MASK_SCORES, STRIDES, KMDGANArchitecture, KMDGANGenerator
+from edge_inspector.model.kmdgan.architecture import MASK_SCORES
+from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
 from edge_inspector.model.scoring import THRESHOLD_RULES
 
 FORMAT = "edge-inspector.kmdgan/2"  # /2: the checksum covers the metadata as well as the tensors

@@ -39,6 +39,9 @@ PROFILES = {
 LR, D_LR = 2e-3, 2e-4
 CHECKPOINT_EVERY = 50  # iterations
 TEXTURE_POOL = 16
+# with hard_normals, a normal is drawn in proportion to its last highest mask probability plus this
+# floor: a normal the mask leaves empty is still drawn now and then, and every one starts at 1
+PEAK_FLOOR = 0.05
 # the trainable part in NHWC: oneDNN's convolutions (and their backward, most of a step) run about
 # 1.25x faster on this CPU than in NCHW (tools/bench_training.py); the artefact is written in NCHW
 TRAIN_LAYOUT = torch.channels_last
@@ -49,8 +52,13 @@ class BatchMaker:
 
     def __init__(self, model: KMDGANGenerator, normals: Pool, owners: torch.Tensor, few: Pool, banks: Banks,
                  batch_size: int, rng: np.random.Generator, copy_paste: float = 0.0,
-                 kinds: tuple[str, ...] = ("texture",)):
+                 kinds: tuple[str, ...] = ("texture",), hard_normals: float = 0.0):
         self.model, self.normals, self.few, self.banks, self.rng = model, normals, few, banks, rng
+        # hard_normals: the share of a batch's normals drawn by their last mask response (record()),
+        # the good images the mask fires on most; the rest uniformly, as without it
+        self.hard = hard_normals
+        self.peaks = np.ones(len(normals.images)) if hard_normals else None
+        self.drawn_normals = np.zeros(0, int)
         # (N, K): the bank owners an anomaly drawn on normal j is matched without (Prepared.training_owners)
         self.owners = owners
         self.copy_paste = copy_paste if len(few.images) else 0.0  # share of pasted real defects
@@ -86,8 +94,23 @@ class BatchMaker:
         return build_pool(self.model, np.stack(images), np.stack(masks), self.banks if self.model.matched else None,
                           torch.stack(owners), False, "")
 
+    def _normal_indices(self) -> np.ndarray:
+        n = len(self.normals.images)
+        if self.peaks is None:
+            return self.rng.choice(n, self.n_normal)
+        hard = int(round(self.hard * self.n_normal))
+        return np.concatenate([self.rng.choice(n, hard, p=self.peaks / self.peaks.sum()),
+                               self.rng.choice(n, self.n_normal - hard)])
+
+    def record(self, prob: torch.Tensor) -> None:
+        """After a step on the last batch: its normals' highest mask probabilities (they come first)."""
+        if self.peaks is not None and len(self.drawn_normals):
+            peaks = prob[:len(self.drawn_normals)].detach().float().flatten(1).amax(1).cpu().numpy()
+            self.peaks[self.drawn_normals] = peaks + PEAK_FLOOR
+
     def __call__(self) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor], torch.Tensor]:
-        parts = [(self.normals, self.rng.choice(len(self.normals.images), self.n_normal))]
+        self.drawn_normals = self._normal_indices()
+        parts = [(self.normals, self.drawn_normals)]
         if self.n_few:
             parts.append((self.few, self.rng.choice(len(self.few.images), self.n_few, replace=False)))
         if self.n_syn:
@@ -120,6 +143,7 @@ class Optimisation:
         """One generator step (and one discriminator step); (segmentation loss, total loss)."""
         logits, _ = self.model.decode(image, feats, mems)
         prob = torch.sigmoid(logits)
+        self.last_prob = prob.detach()  # BatchMaker.record (hard_normals)
         # beta 0.5 is the soft Dice: its own formula, so that 0.5 trains exactly as the Dice always did
         overlap = dice_loss(prob, target) if self.beta == 0.5 else tversky_loss(prob, target, self.beta)
         seg = focal_loss(logits, target) + overlap
@@ -140,19 +164,23 @@ class Optimisation:
             self.opt_d.step()
         return seg.item(), loss.item()
 
-    def save(self, path: Path, it: int, rng: np.random.Generator) -> None:
+    def save(self, path: Path, it: int, rng: np.random.Generator, peaks: np.ndarray | None = None) -> None:
         d = self.disc
         state = {"iteration": it, "generator": self.model.state_dict(), "discriminator": d.state_dict() if d else {},
                  "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict() if d else {},
                  "sched": self.sched.state_dict(), "torch_rng": torch.get_rng_state(),
                  "numpy_rng": rng.bit_generator.state}
+        if peaks is not None:  # hard_normals: what the next batches are drawn by
+            state["normal_peaks"] = torch.from_numpy(peaks)
         tmp = path.with_suffix(".tmp")
         torch.save(state, tmp)
         tmp.replace(path)
 
-    def restore(self, path: Path, rng: np.random.Generator) -> int:
+    def restore(self, path: Path, rng: np.random.Generator, maker: BatchMaker | None = None) -> int:
         """Load a checkpoint (tensors and plain types only); the iteration to continue from."""
         state = torch.load(path, map_location="cpu", weights_only=True)
+        if maker is not None and maker.peaks is not None and "normal_peaks" in state:
+            maker.peaks = state["normal_peaks"].numpy().copy()
         self.model.load_state_dict(state["generator"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.sched.load_state_dict(state["sched"])
@@ -187,7 +215,7 @@ def training_parts(model: KMDGANGenerator, prepared: Prepared, banks: Banks, cfg
     model.to(device, memory_format=layout)
     optimisation = Optimisation(model, cfg, iterations, device, layout)
     return optimisation, BatchMaker(maker, normals, owners, prepared.few, banks, batch_size, rng, cfg.copy_paste,
-                                    tuple(cfg.synthetic_kinds))
+                                    tuple(cfg.synthetic_kinds), cfg.hard_normals)
 
 
 def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_reject_rate: float = 0.01,
@@ -215,7 +243,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
     checkpoint = Path(str(out) + ".ckpt")
     start_it = 0
     if resume and checkpoint.is_file():
-        start_it = optimisation.restore(checkpoint, rng)
+        start_it = optimisation.restore(checkpoint, rng, make_batch)
         log.info("resumed from %s at iteration %d", checkpoint, start_it)
     model.train()
     bar = tqdm(range(start_it, iterations), desc="train", disable=not progress, initial=start_it, total=iterations)
@@ -225,9 +253,10 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
             batch = (batch[0].to(device), [f.to(device) for f in batch[1]], [m.to(device) for m in batch[2]],
                      batch[3].to(device))
         seg, loss = optimisation.step(*batch)
+        make_batch.record(optimisation.last_prob)
         bar.set_postfix(seg=f"{seg:.3f}", loss=f"{loss:.3f}")
         if (it + 1) % CHECKPOINT_EVERY == 0 and it + 1 < iterations:
-            optimisation.save(checkpoint, it + 1, rng)
+            optimisation.save(checkpoint, it + 1, rng, make_batch.peaks)
     model.to("cpu", memory_format=torch.contiguous_format).eval()  # safetensors writes contiguous tensors
     threshold = calibrate_scores(model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size,
                                  target_false_reject_rate,
@@ -243,6 +272,7 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                 "dice": cfg.dice, "tversky_beta": cfg.tversky_beta, "cut_defects": cfg.cut_defects,
                 "cut_rule": cfg.cut_rule, "held_out_twin": cfg.held_out_twin,
                 "held_out_twins": cfg.held_out_twins, "training_twins": cfg.training_twins,
+                "hard_normals": cfg.hard_normals,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
                 "seconds": round(time.perf_counter() - started + prepared.seconds, 1),
                 "preparation_seconds": round(prepared.seconds, 1),
