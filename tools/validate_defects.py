@@ -31,9 +31,9 @@ The table gives in brackets the same counts where NG also needs a region of the 
     python tools/validate_defects.py --folds 1 0 --check-normals --variants "tversky_beta=0.7" default
 
 A variant sets one key or several, separated by ';'. With --from-artefact, nothing is trained:
-the variants may only change what is inference alone (INFERENCE_KEYS: the anomaly map's blend and
-strides, and how the image score's parts are scaled, which
-re-runs the score calibration and so the operating threshold); a variant may also name the
+the variants may only change what is inference alone (INFERENCE_KEYS: the anomaly map's blend,
+strides and mirror, and how the image score's parts are made and scaled, which re-runs the score
+calibration and so the operating threshold); a variant may also name the
 artefact's own memory settings (MEMORY_KEYS, e.g. bank_size=16384 for a model trained so), which
 are checked against it, never changed; each is applied to that artefact
 (trained by this tool on the same fold), its pixel threshold and extent re-chosen as `train`
@@ -77,7 +77,8 @@ from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_che
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
-                  "score_from_map", "mask_score", "mirror_map", "cut_defects", "cut_rule", "held_out_twin", "held_out_twins")
+                  "score_from_map", "mask_score", "mirror_map", "cut_defects", "cut_rule", "held_out_twin",
+                  "held_out_twins")
 # not architecture settings: they only choose the cut, or how the held-out normals are scored
 CUT_KEYS = ("cut_defects", "cut_rule", "held_out_twin", "held_out_twins")
 # whose variants re-run the score calibration (and so the threshold)
