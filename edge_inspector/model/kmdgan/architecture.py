@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-MASK_SCORES = ("probability", "logit")
-
 
 @dataclass
 class KMDGANArchitecture:

@@ -23,7 +23,6 @@ from edge_inspector import __version__
 from edge_inspector.config import KMDGANModelConfig
 from edge_inspector.errors import UserError
 from edge_inspector.model.backbone import MEAN, STD, VARIANTS, EfficientNetLiteFeatures
-from edge_inspector.model.kmdgan.architecture import MASK_SCORES
 from edge_inspector.model.kmdgan.network import STRIDES, KMDGANArchitecture, KMDGANGenerator
 from edge_inspector.model.scoring import THRESHOLD_RULES
 
@@ -75,10 +74,8 @@ def _validate(meta: dict) -> KMDGANArchitecture:
         raise ValueError(f"threshold_rule {arch.threshold_rule!r} unknown")
     if not 0 <= float(arch.mask_score_floor) < 1:
         raise ValueError(f"mask_score_floor {arch.mask_score_floor} not within [0, 1)")
-    if arch.mask_score not in MASK_SCORES:
-        raise ValueError(f"mask_score {arch.mask_score!r} unknown (one of {MASK_SCORES})")
-    if arch.mask_score == "logit" and float(arch.mask_score_floor) > 0:
-        raise ValueError("mask_score logit with a mask_score_floor: the floor's zeros would score as -13.8")
+    # the mask score's values, and logit taking no floor: the station file's own rules
+    KMDGANModelConfig(kind="kmdgan", mask_score=arch.mask_score, mask_score_floor=arch.mask_score_floor)
     if not set(arch.match_strides) <= set(STRIDES):
         raise ValueError(f"match_strides {arch.match_strides} not within {STRIDES}")
     if not set(arch.map_strides) <= set(arch.match_strides):
