@@ -190,17 +190,17 @@ class KMDGANGenerator(nn.Module):
 
     def forward(self, image: torch.Tensor, *banks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly map (B, H, W) in [0, 1] and image score (B,). banks: one per matched stride."""
-        amap, score = self.one_pass(image, banks)
-        if self.arch.mirror_map:
-            mirrored, _ = self.one_pass(image.flip(-1), banks)
+        amap, score = self.map_and_score(*self.one_pass(image, banks))
+        if self.arch.mirror_map:  # the mirror image's map only: the score is the image's own
+            mirrored = self.anomaly_map(*self.one_pass(image.flip(-1), banks))[:, 0]
             amap = torch.maximum(amap, mirrored.flip(-1))
         return amap, score
 
-    def one_pass(self, image: torch.Tensor, banks) -> tuple[torch.Tensor, torch.Tensor]:
-        """forward() without mirror_map: the image's own map and score."""
+    def one_pass(self, image: torch.Tensor, banks) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The mask probabilities (B, 1, H, W) and distance maps of one pass over the image."""
         feats = self.features(image)
         logits, distances = self.decode(image, feats, self.match(feats, list(banks)))
-        return self.map_and_score(torch.sigmoid(logits), distances)
+        return torch.sigmoid(logits), distances
 
     def map_and_score(self, prob: torch.Tensor, distances: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Anomaly map (B, H, W) and image score (B,) from the mask probabilities and distance maps;
