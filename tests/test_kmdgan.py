@@ -641,8 +641,6 @@ def test_threshold_rule_comes_from_the_config_sets_the_threshold_and_travels_in_
 def test_mask_score_floor_leaves_faint_mask_responses_out_of_the_score_and_exports(trained, tmp_path):
     from pydantic import ValidationError
 
-    from edge_inspector.data.loader import iter_batches
-    from edge_inspector.runtime.export import export_checked
 
     assert KMDGANArchitecture.from_config(small_config(mask_score_floor=0.5)).mask_score_floor == 0.5
     assert KMDGANArchitecture.from_config(small_config()).mask_score_floor == 0.0  # the default (docs/kmdgan.md)
@@ -661,16 +659,11 @@ def test_mask_score_floor_leaves_faint_mask_responses_out_of_the_score_and_expor
     assert after[1] == pytest.approx(16 * 0.8 / 100) and before[1] > after[1]  # top 100: 16 at 0.8, 84 at 0
     again = _saved_and_loaded(model, model.threshold, tmp_path / "floor.safetensors")
     assert again.model.arch.mask_score_floor == 0.5
-    # the exported graph applies the floor as torch does
-    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
-    figures = export_checked(again, tmp_path / "floor.onnx", images)
-    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
+    _exports_as_torch_scores(again, split, tmp_path / "floor.onnx")  # the graph applies the floor as torch does
 
 
 def test_score_from_map_scores_the_blended_map_and_exports(trained, tmp_path):
-    from edge_inspector.data.loader import iter_batches
     from edge_inspector.model.kmdgan.score_calibration import outputs
-    from edge_inspector.runtime.export import export_checked
 
     assert KMDGANArchitecture.from_config(small_config(score_from_map=True)).score_from_map
     assert not KMDGANArchitecture.from_config(small_config()).score_from_map  # the default, as before
@@ -689,17 +682,12 @@ def test_score_from_map_scores_the_blended_map_and_exports(trained, tmp_path):
     assert torch.allclose(amap, blended[:, 0]) and torch.allclose(score, g.score(prob, dists))
     again = _saved_and_loaded(model, model.threshold, tmp_path / "map.safetensors")
     assert again.model.arch.score_from_map
-    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
-    figures = export_checked(again, tmp_path / "map.onnx", images)
-    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
-
+    _exports_as_torch_scores(again, split, tmp_path / "map.onnx")
 
 
 def test_mask_score_logit_has_no_ceiling_refuses_a_floor_and_exports(trained, tmp_path):
     from pydantic import ValidationError
 
-    from edge_inspector.data.loader import iter_batches
-    from edge_inspector.runtime.export import export_checked
 
     assert KMDGANArchitecture.from_config(small_config(mask_score="logit")).mask_score == "logit"
     assert KMDGANArchitecture.from_config(small_config()).mask_score == "probability"  # the default, as before
@@ -724,16 +712,11 @@ def test_mask_score_logit_has_no_ceiling_refuses_a_floor_and_exports(trained, tm
     with pytest.raises(UserError, match="mask_score"):
         _saved_and_loaded(again, again.threshold, tmp_path / "both.safetensors")
     again.model.arch.mask_score_floor = 0.0
-    # the exported graph scores the logits as torch does
-    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
-    figures = export_checked(again, tmp_path / "logit.onnx", images)
-    assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
-
+    _exports_as_torch_scores(again, split, tmp_path / "logit.onnx")  # the graph scores the logits as torch does
 
 
 def test_mirror_map_ships_the_larger_of_both_ways_round_keeps_the_score_and_exports(trained, tmp_path):
     from edge_inspector.data.loader import iter_batches
-    from edge_inspector.runtime.export import export_checked
 
     assert KMDGANArchitecture.from_config(small_config(mirror_map=True)).mirror_map
     assert not KMDGANArchitecture.from_config(small_config()).mirror_map  # the default, one pass
@@ -751,7 +734,17 @@ def test_mirror_map_ships_the_larger_of_both_ways_round_keeps_the_score_and_expo
     assert (both_map > plain_map + 1e-3).any()  # the mirror image adds somewhere: not one pass twice
     again = _saved_and_loaded(model, model.threshold, tmp_path / "mirror.safetensors")
     assert again.model.arch.mirror_map
-    figures = export_checked(again, tmp_path / "mirror.onnx", images.numpy())
+    _exports_as_torch_scores(again, split, tmp_path / "mirror.onnx")  # the mirror's map within the parity's bound
+
+
+def _exports_as_torch_scores(model, split, path) -> None:
+    """The exported graph matches torch on 8 test images: export_checked's map and score parity,
+    no verdict differing, scores within 1e-3."""
+    from edge_inspector.data.loader import iter_batches
+    from edge_inspector.runtime.export import export_checked
+
+    images = np.concatenate([b.images for b in iter_batches(split.test[:8], 128, 8)])
+    figures = export_checked(model, path, images)
     assert figures["verdicts_differing"] == 0 and figures["max_score_difference"] <= 1e-3
 
 
