@@ -126,3 +126,11 @@ def test_synthetic_kinds_and_the_pixel_extent_are_checked_by_name(tmp_path):
     message = error_of(write(tmp_path, "station: s\nmodel: {kind: kmdgan, synthetic_kinds: [speckle]}\n"))
     assert "model.synthetic_kinds" in message and "'texture', 'shading' or 'line'" in message
     assert "pixel_extent" in error_of(write(tmp_path, "station: s\nthreshold: {pixel_extent: 1.5}\n"))
+
+
+def test_a_fixed_cut_is_checked_and_taken_only_with_its_rule(tmp_path):
+    cfg = load_config(write(tmp_path, "station: s\nmodel: {kind: kmdgan, cut_rule: fixed, fixed_cut: [0.7, null]}\n"))
+    assert cfg.model.cut_rule == "fixed" and cfg.model.fixed_cut == (0.7, None)
+    for bad in ("[0.5, 0.6]", "[1.2, 0.1]", "[0.5, 0]"):
+        message = error_of(write(tmp_path, f"station: s\nmodel: {{kind: kmdgan, fixed_cut: {bad}}}\n"))
+        assert "fixed_cut" in message and "extent" in message

@@ -309,6 +309,23 @@ def test_the_lowest_tie_rule_takes_the_lowest_cut_within_one_normal_of_the_best(
     assert (low_extent if low_extent is not None else low_level) == figures[str(level)]["extent"]
 
 
+def test_the_fixed_rule_takes_the_cut_it_is_given_and_records_the_same_validation(trained):
+    from edge_inspector.config.station import FIXED_CUT
+    from edge_inspector.model.kmdgan.pixel_threshold import choose_pixel_threshold
+    from edge_inspector.model.scoring import split_holdout
+
+    split, model = trained
+    _, holdout = split_holdout(split.train_normal)
+    args = (model.model, model.banks, holdout, split.few_shot, model.input_size, 1)
+    level, extent, figures = choose_pixel_threshold(*args, rule="fixed")
+    assert (level, extent) == FIXED_CUT and figures == model.meta["training"]["pixel_threshold_validation"]
+    assert choose_pixel_threshold(*args, rule="fixed", fixed=(0.37, None))[:2] == (0.37, None)  # off the grid
+    assert choose_pixel_threshold(*args, rule="best", fixed=(0.37, None))[:2] == (model.pixel_threshold,
+                                                                                   model.pixel_extent)
+    # without held-out normals there is nothing to choose on, and the fixed cut still holds
+    assert choose_pixel_threshold(model.model, model.banks, [], [], model.input_size, rule="fixed")[:2] == FIXED_CUT
+
+
 def test_the_dice_grid_finds_the_hysteresis_pair_that_cuts_a_defect_exactly():
     from edge_inspector.model.kmdgan.pixel_threshold import best_extent, dice_grid
 

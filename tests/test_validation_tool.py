@@ -90,6 +90,11 @@ def test_from_artefact_variants_may_name_the_artefacts_own_memory(product_set, m
     artefact = tmp_path / f"{trained}.safetensors"
     again = fold(["input_size=64;bank_size=300;held_out_twins=2"], artefact)
     assert next(iter(again.values()))["defects"] > 0
+    # a fixed cut is inference only: the artefact cut where the variant says, its threshold unchanged
+    memory = "input_size=64;bank_size=300"
+    chosen, fixed = fold([memory, memory + ";cut_rule=fixed;fixed_cut=[0.45, 0.2]"], artefact).values()
+    assert (fixed["pixel_threshold"], fixed["extent"]) == (0.45, 0.2)
+    assert fixed["threshold"] == chosen["threshold"] and fixed["found"] == chosen["found"]
     with pytest.raises(SystemExit, match="its memory is not the one"):
         fold(["input_size=64;bank_size=200;held_out_twins=2"], artefact)
     with pytest.raises(SystemExit, match="changes training"):

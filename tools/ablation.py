@@ -114,7 +114,7 @@ def main() -> int:
                 for value in typing.get_args(KMDGANModelConfig.model_fields[key].annotation):
                     if value != getattr(cfg, key):
                         name = f"full, {key} {value}"
-                        choice = {"defects": cfg.cut_defects, "rule": cfg.cut_rule,
+                        choice = {"defects": cfg.cut_defects, "rule": cfg.cut_rule, "fixed": cfg.fixed_cut,
                                   key.removeprefix("cut_"): value}
                         results[name] = recut(split, model, prepared.holdout, choice, args.seed, threshold, train_s)
                         print(f"{name}: {results[name]['metrics']}", flush=True)
@@ -122,7 +122,7 @@ def main() -> int:
             # the map both ways round is inference only: the same model and threshold (the score is
             # the image's own pass), the cut re-chosen on the map as it then ships
             model.model.arch.mirror_map = True
-            choice = {"defects": cfg.cut_defects, "rule": cfg.cut_rule}
+            choice = {"defects": cfg.cut_defects, "rule": cfg.cut_rule, "fixed": cfg.fixed_cut}
             results["full, mirror_map true"] = recut(split, model, prepared.holdout, choice, args.seed, threshold,
                                                      train_s)
             model.model.arch.mirror_map = False

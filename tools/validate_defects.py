@@ -77,10 +77,10 @@ from edge_inspector.model.scoring import held_out_rejections, roc_auc, split_che
 
 # what --from-artefact variants may change
 INFERENCE_KEYS = ("map_blend", "map_strides", "score_scale", "threshold_rule", "mask_score_floor",
-                  "score_from_map", "mask_score", "mirror_map", "cut_defects", "cut_rule", "held_out_twin",
-                  "held_out_twins")
+                  "score_from_map", "mask_score", "mirror_map", "cut_defects", "cut_rule", "fixed_cut",
+                  "held_out_twin", "held_out_twins")
 # not architecture settings: they only choose the cut, or how the held-out normals are scored
-CUT_KEYS = ("cut_defects", "cut_rule", "held_out_twin", "held_out_twins")
+CUT_KEYS = ("cut_defects", "cut_rule", "fixed_cut", "held_out_twin", "held_out_twins")
 # whose variants re-run the score calibration (and so the threshold)
 RECALIBRATED = ("score_scale", "threshold_rule", "mask_score_floor", "score_from_map", "mask_score", "held_out_twin",
                 "held_out_twins")
@@ -232,7 +232,8 @@ def inference_variant(path: Path, text: str, cfg: KMDGANModelConfig, train_split
         model.meta["threshold"] = calibrate_scores(model.model, model.banks, holdout, few_shot,
                                                    model.input_size, TARGET_FALSE_REJECTS, leave_out)
     level, extent, _ = choose_pixel_threshold(model.model, model.banks, holdout, few_shot, model.input_size, seed,
-                                              defects=cfg.cut_defects, rule=cfg.cut_rule)
+                                              defects=cfg.cut_defects, rule=cfg.cut_rule,
+                                              fixed=cfg.fixed_cut)
     model.meta["pixel_threshold"], model.meta["pixel_extent"] = level, extent
     return model
 

@@ -12,6 +12,10 @@ from edge_inspector.config.mqtt import MqttConfig
 
 MAX_HELD_OUT_TWINS = 8  # nearest training normals found per held-out normal (model/kmdgan/pool.py)
 
+# model.fixed_cut's default (pixel threshold, extent): the pooled best cut of real defects held out of
+# training, on seed-1 models (docs/benchmarks.md, "A mask cut fixed on held-out real defects")
+FIXED_CUT = (0.6, 0.15)
+
 KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keeps and bench times
 
 
@@ -109,10 +113,14 @@ class KMDGANModelConfig(Strict):
         "training time, besides synthetic anomalies on the held-out normals: trained, the few-shot images "
         "(which the network learned); pasted, their defects pasted onto held-out normals; synthetic, none "
         "(docs/kmdgan.md).")
-    cut_rule: Literal["best", "lowest_tie", "lowest_threshold"] = Field(
+    cut_rule: Literal["best", "lowest_tie", "lowest_threshold", "fixed"] = Field(
         "best", description="Which mask cut training takes: best, the pair (pixel threshold, extent) with the best "
         "validation objective; lowest_tie, the lowest pair within one held-out normal's share of it; "
-        "lowest_threshold, the lowest threshold within that share, at its own best extent (docs/kmdgan.md).")
+        "lowest_threshold, the lowest threshold within that share, at its own best extent; fixed, fixed_cut "
+        "whatever the objective says (docs/kmdgan.md).")
+    fixed_cut: tuple[float, float | None] = Field(
+        FIXED_CUT, description="With cut_rule fixed: the pixel threshold and the extent level (null: a plain cut). "
+        "The default was chosen on real defects held out of training (docs/benchmarks.md).")
     held_out_twin: Literal["left_out", "kept"] = Field(
         "left_out", description="How the held-out normals that set the operating threshold are scored: "
         "left_out, each without the memory rows of its nearest training normal (where a part was imaged "
@@ -135,6 +143,10 @@ class KMDGANModelConfig(Strict):
             raise ValueError(f"map_strides {self.map_strides} are not all in match_strides {self.match_strides}")
         if self.mask_score == "logit" and self.mask_score_floor > 0:
             raise ValueError("mask_score logit takes no mask_score_floor (the floor's zeros would score as -13.8)")
+        level, extent = self.fixed_cut
+        if not 0 < level < 1 or (extent is not None and not 0 < extent < level):
+            raise ValueError(f"fixed_cut {list(self.fixed_cut)}: the pixel threshold must lie in (0, 1) and the "
+                             "extent in (0, pixel threshold), or be null")
         return self
 
 

@@ -19,6 +19,7 @@ import logging
 import numpy as np
 import torch
 
+from edge_inspector.config.station import FIXED_CUT
 from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect
@@ -61,8 +62,8 @@ def best_extent(row: dict[float, float]) -> float:
 
 
 def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, size: int,
-                           seed: int = 0, defects: str = "trained", hysteresis: bool = True, rule: str = "best"
-                           ) -> tuple[float, float | None, dict]:
+                           seed: int = 0, defects: str = "trained", hysteresis: bool = True, rule: str = "best",
+                           fixed: tuple[float, float | None] = FIXED_CUT) -> tuple[float, float | None, dict]:
     """(pixel threshold, extent level or None for a plain cut, the validation figures of each
     threshold at its best extent). hysteresis False: plain cuts only. defects: how the few-shot
     defects enter the Dice half (`model.cut_defects`): "trained", the images themselves, flipped
@@ -73,7 +74,10 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
     the anomalies validated on are ones the network learned, whose maps are sharper than a new
     defect's, so where they cannot tell levels apart the lower one is taken; "lowest_threshold", the
     lowest pixel threshold with any pair in that tie, cut at its own best extent (the lower seed level
-    without lowering the extent as well, which over-grew masks on held-out real defects)."""
+    without lowering the extent as well, which over-grew masks on held-out real defects); "fixed", the
+    pair fixed gives (extent None: plain), the figures still computed for the record: the trained
+    few-shot defects' maps are bolder than a new defect's, so a cut chosen on them rises and the
+    masks of new defects shrink, while the map's scale is the same in every model (docs/kmdgan.md)."""
     rng = np.random.default_rng(seed)
     normal_images, anomalies, truths = [], [], []
     held_out_bgr = []
@@ -99,9 +103,10 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
                 anomalies.append(np.ascontiguousarray(flip(image)))
                 truths.append(np.ascontiguousarray(flip(mask)))
     if not normal_images or not anomalies:
-        return DEFAULT, None, {}
+        return (*fixed, {}) if rule == "fixed" else (DEFAULT, None, {})
     normal_peaks = _maps(model, banks, np.concatenate(normal_images)).reshape(-1, size * size).max(1)
-    dices = dice_grid(_maps(model, banks, np.stack(anomalies)), truths, hysteresis)
+    anomaly_maps = _maps(model, banks, np.stack(anomalies))
+    dices = dice_grid(anomaly_maps, truths, hysteresis)
     figures, clean = {}, {t: float((normal_peaks < t).mean()) for t in CANDIDATES}
     for t in CANDIDATES:
         extent = best_extent(dices[t])
@@ -116,10 +121,14 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
         best, extent = min(pair for pair, value in objective.items() if value >= floor)
         if rule == "lowest_threshold":  # its best extent is in the tie too: clean[t] does not depend on it
             extent = figures[best]["extent"]
-    chosen = figures[best]
+    if rule == "fixed":
+        best, extent = fixed[0], fixed[0] if fixed[1] is None else fixed[1]
     extent = None if extent >= best else extent
-    log.info("pixel threshold %.2f, extent %s chosen on training data (rule %s; held-out normals clean %.3f, Dice "
-             "on %s anomalies %.3f at %s)", best, extent, rule, chosen["normals_clean"],
+    cut = [m >= best if extent is None else seeded(components(m, extent), m >= best) for m in anomaly_maps]
+    log.info("pixel threshold %.2f, extent %s %s (rule %s; held-out normals clean %.3f, Dice on %s anomalies "
+             "%.3f at %s)", best, extent, "fixed" if rule == "fixed" else "chosen on training data", rule,
+             float((normal_peaks < best).mean()),
              "synthetic" if defects == "synthetic" else f"few-shot ({defects}) and synthetic",
-             dices[best][best if extent is None else extent], "a plain cut" if extent is None else "this extent")
+             float(np.mean([dice(c, tr) for c, tr in zip(cut, truths)])),
+             "a plain cut" if extent is None else "this extent")
     return best, extent, {str(t): f for t, f in figures.items()}

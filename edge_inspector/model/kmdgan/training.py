@@ -263,14 +263,15 @@ def train_kmdgan(split: Split, cfg: KMDGANModelConfig, out: Path, target_false_r
                                  prepared.leave_out(cfg.held_out_twins) if cfg.held_out_twin == "left_out" else None)
     pixel_threshold, pixel_extent, pixel_validation = choose_pixel_threshold(
         model, banks.banks, prepared.holdout, split.few_shot, cfg.input_size, seed, defects=cfg.cut_defects,
-        rule=cfg.cut_rule)
+        rule=cfg.cut_rule, fixed=cfg.fixed_cut)
     training = {"profile": cfg.profile, "iterations": iterations, "batch_size": batch_size, "seed": seed,
                 "train_normals": len(prepared.normals.images), "few_shot": len(split.few_shot),
                 "held_out_normals": len(prepared.holdout), "bank_size": cfg.bank_size, "sampler": cfg.sampler,
                 "adversarial": cfg.modules.adversarial, "adversarial_weight": cfg.adversarial_weight,
                 "copy_paste": cfg.copy_paste, "synthetic_kinds": list(cfg.synthetic_kinds),
                 "dice": cfg.dice, "tversky_beta": cfg.tversky_beta, "cut_defects": cfg.cut_defects,
-                "cut_rule": cfg.cut_rule, "held_out_twin": cfg.held_out_twin,
+                "cut_rule": cfg.cut_rule, "fixed_cut": list(cfg.fixed_cut) if cfg.cut_rule == "fixed" else None,
+                "held_out_twin": cfg.held_out_twin,
                 "held_out_twins": cfg.held_out_twins, "training_twins": cfg.training_twins,
                 "hard_normals": cfg.hard_normals,
                 # what a standalone run costs: preparation (maybe shared) plus this run's own training
