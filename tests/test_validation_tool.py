@@ -121,3 +121,27 @@ def test_ablation_rows_with_another_input_size_get_their_own_preparation(product
     larger = ablation.preparation_for(cache, split, variant_config("input_size=96;bank_size=300"), 0)
     assert larger is not first and len(cache) == 2
     assert larger.normals.images.shape[1] == 96 and first.normals.images.shape[1] == 64
+
+
+def test_the_tool_prints_the_held_out_defects_best_cut_as_a_station_file_sets_it(product_set, monkeypatch,
+                                                                                   tmp_path, capsys):
+    """A station with defects enough to hold some out can fix its mask cut where they say."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "tools"))
+    import json
+
+    import validate_defects
+    import yaml
+
+    from edge_inspector.config import KMDGANModelConfig
+
+    out = tmp_path / "vd.json"
+    monkeypatch.setattr("sys.argv", ["validate_defects.py", "--dataset", "folder", "--root", str(product_set),
+                                     "--iterations", "2", "--variants", "input_size=64;bank_size=300;batch_size=4",
+                                     "--workdir", str(tmp_path), "--out", str(out)])
+    assert validate_defects.main() == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "fixed_cut" in x)
+    best = validate_defects.best_cut(next(iter(json.loads(out.read_text())["folds"]["1"]["results"].values()))
+                                     ["held_out_dice_grid"])
+    setting = line.split("sets it: ")[1].split(" (mean Dice")[0]
+    cfg = KMDGANModelConfig(kind="kmdgan", **yaml.safe_load(setting)["model"])  # it reads as a station file's
+    assert cfg.cut_rule == "fixed" and cfg.fixed_cut == (best["pixel_threshold"], best["extent"])

@@ -376,6 +376,12 @@ def main() -> int:
     if len(folds) > 1:
         rows.update({("both", text): r for text, r in pooled(folds).items()})
     print("\n".join(table(rows)))
+    for (fold, text), r in rows.items():  # a station with defects enough to hold out may fix its cut there
+        if fold == ("both" if len(folds) > 1 else str(args.folds[0])) and "held_out_dice_grid" in r:
+            best = best_cut(r["held_out_dice_grid"])
+            extent = "null" if best["extent"] is None else f"{best['extent']:g}"
+            print(f"{text}: the held-out defects' own best cut, as a station file sets it: model: {{cut_rule: fixed, "
+                  f"fixed_cut: [{best['pixel_threshold']:g}, {extent}]}} (mean Dice {best['dice']:.3f})")
     print(f"JSON: {args.out}")
     return 0
 
