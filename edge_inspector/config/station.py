@@ -13,7 +13,8 @@ from edge_inspector.config.mqtt import MqttConfig
 MAX_HELD_OUT_TWINS = 8  # nearest training normals found per held-out normal (model/kmdgan/pool.py)
 
 # model.fixed_cut's default (pixel threshold, extent): the pooled best cut of real defects held out of
-# training, on seed-1 models (docs/benchmarks.md, "A mask cut fixed on held-out real defects")
+# training, on seed-1 models; as every product's default it did not hold (docs/benchmarks.md, "A mask cut
+# fixed on held-out real defects")
 FIXED_CUT = (0.6, 0.15)
 
 KMDGAN_BANK_SIZE = 8192  # memory entries per matched stride: what training keeps and bench times
@@ -120,7 +121,8 @@ class KMDGANModelConfig(Strict):
         "whatever the objective says (docs/kmdgan.md).")
     fixed_cut: tuple[float, float | None] = Field(
         FIXED_CUT, description="With cut_rule fixed: the pixel threshold and the extent level (null: a plain cut). "
-        "The default was chosen on real defects held out of training (docs/benchmarks.md).")
+        "The default is the best cut of Magnetic Tile defects held out of training; another product wants its "
+        "own, e.g. from tools/validate_defects.py (docs/benchmarks.md).")
     held_out_twin: Literal["left_out", "kept"] = Field(
         "left_out", description="How the held-out normals that set the operating threshold are scored: "
         "left_out, each without the memory rows of its nearest training normal (where a part was imaged "
