@@ -24,7 +24,7 @@ from edge_inspector.data.imageio import from_tensor_layout, to_tensor_layout
 from edge_inspector.data.loader import iter_batches
 from edge_inspector.data.synthetic_anomaly import add_anomaly, paste_defect
 from edge_inspector.model.kmdgan.network import KMDGANGenerator
-from edge_inspector.model.mask_cut import components, seeded
+from edge_inspector.model.mask_cut import components, cut_mask, seeded
 from edge_inspector.model.scoring import dice
 
 log = logging.getLogger(__name__)
@@ -124,11 +124,12 @@ def choose_pixel_threshold(model: KMDGANGenerator, banks, holdout, few_shot, siz
     if rule == "fixed":
         best, extent = fixed[0], fixed[0] if fixed[1] is None else fixed[1]
     extent = None if extent >= best else extent
-    cut = [m >= best if extent is None else seeded(components(m, extent), m >= best) for m in anomaly_maps]
+    pair_dice = dices.get(best, {}).get(best if extent is None else extent)
+    if pair_dice is None:  # a fixed pair off the grid: cut once more, as the service will
+        pair_dice = float(np.mean([dice(cut_mask(m, best, extent), tr) for m, tr in zip(anomaly_maps, truths)]))
     log.info("pixel threshold %.2f, extent %s %s (rule %s; held-out normals clean %.3f, Dice on %s anomalies "
              "%.3f at %s)", best, extent, "fixed" if rule == "fixed" else "chosen on training data", rule,
-             float((normal_peaks < best).mean()),
+             clean.get(best, float((normal_peaks < best).mean())),
              "synthetic" if defects == "synthetic" else f"few-shot ({defects}) and synthetic",
-             float(np.mean([dice(c, tr) for c, tr in zip(cut, truths)])),
-             "a plain cut" if extent is None else "this extent")
+             pair_dice, "a plain cut" if extent is None else "this extent")
     return best, extent, {str(t): f for t, f in figures.items()}
